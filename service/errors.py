@@ -1,0 +1,46 @@
+"""Domain exceptions of the core.
+
+Every failure caused by the caller's input is one of these, with a message that says what was
+wrong and how to fix it. The HTTP layer maps them to status codes in one place
+(``service.api.errors``); the core itself knows nothing about HTTP.
+"""
+
+
+class LungsegError(Exception):
+    """Base class of every domain error; ``str(err)`` is safe to show to the caller."""
+
+
+class InvalidInputError(LungsegError):
+    """The request or upload is malformed (empty file, broken archive, bad field)."""
+
+
+class EmptyInputError(InvalidInputError):
+    """The upload holds no bytes."""
+
+
+class BadArchiveError(InvalidInputError):
+    """A zip upload is corrupt, too large once expanded, or has paths escaping the archive."""
+
+
+class UnsupportedMediaError(LungsegError):
+    """The file is not an image we can decode (wrong type, non-image DICOM, corrupt pixels)."""
+
+
+class UnsupportedModalityError(UnsupportedMediaError):
+    """The image decodes but is of a modality we do not segment (e.g. MR, US)."""
+
+
+class InputTooLargeError(LungsegError):
+    """The upload exceeds a configured byte or pixel limit."""
+
+
+class InvalidParameterError(LungsegError):
+    """A parameter value is not one we accept (unknown model, modality or format)."""
+
+
+class NotFoundError(LungsegError):
+    """A resource asked for by id does not exist (e.g. a benchmark job)."""
+
+
+class ModelLoadError(LungsegError):
+    """A model artifact is missing, corrupt or does not match its card (not the caller's fault)."""

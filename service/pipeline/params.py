@@ -1,0 +1,110 @@
+"""Parameters of the pipeline stages, as a model card carries them.
+
+Training builds these objects, the export writes them into ``model.json`` (``to_dict``), and the
+service reads them back (``from_dict``): no constant of the service repeats a training choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from service.errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class CtWindow:
+    """A CT display window in Hounsfield units (``level`` = centre, ``width`` > 0)."""
+
+    level: float = -500.0
+    width: float = 1500.0
+
+    @property
+    def low(self) -> float:
+        return self.level - self.width / 2
+
+    @property
+    def high(self) -> float:
+        return self.level + self.width / 2
+
+
+@dataclass(frozen=True)
+class Clahe:
+    """Contrast-limited adaptive histogram equalisation as OpenCV applies it to 8-bit images."""
+
+    clip_limit: float = 2.0
+    tile_grid: int = 8
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """How an image becomes the model's input tensor.
+
+    Attributes:
+        size: model input ``(height, width)`` in pixels; images are resized to it (the original
+            size is kept for the way back).
+        mean, std: normalisation of the [0, 1] display image: ``(x - mean) / std``.
+        ct_window: window mapping Hounsfield units to [0, 1] display values (CT DICOM only;
+            8-bit CT slices arrive already windowed).
+        ct_clahe: CLAHE applied after windowing HU, because the training slices had it; ``None``
+            to skip.
+        ct_minmax: min-max normalise each windowed slice to [0, 1], as the training slices were.
+        denoise_sigma: Gaussian noise reduction at model resolution, sigma in pixels (0 = off).
+    """
+
+    size: tuple[int, int] = (256, 256)
+    mean: float = 0.5
+    std: float = 0.25
+    ct_window: CtWindow = field(default_factory=CtWindow)
+    ct_clahe: Clahe | None = field(default_factory=Clahe)
+    ct_minmax: bool = True
+    denoise_sigma: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessParams:
+        """Build from a model card's ``preprocess`` object; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ModelLoadError(f"unknown preprocess keys in model card: {sorted(unknown)}")
+        values = dict(data)
+        if "size" in values:
+            values["size"] = tuple(int(v) for v in values["size"])
+        if isinstance(values.get("ct_window"), dict):
+            values["ct_window"] = CtWindow(**values["ct_window"])
+        if isinstance(values.get("ct_clahe"), dict):
+            values["ct_clahe"] = Clahe(**values["ct_clahe"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PostprocessParams:
+    """How the model's probabilities become the final masks.
+
+    Attributes:
+        threshold: probability at or above which a pixel is foreground (both outputs).
+        lung_components: keep at most this many largest lung components (2: left and right).
+        min_component_fraction: drop lung components smaller than this fraction of the largest.
+        fill_holes: fill holes inside each lung component.
+        infection_in_lung: restrict infection to the (post-processed) lung mask.
+    """
+
+    threshold: float = 0.5
+    lung_components: int = 2
+    min_component_fraction: float = 0.1
+    fill_holes: bool = True
+    infection_in_lung: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PostprocessParams:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ModelLoadError(f"unknown postprocess keys in model card: {sorted(unknown)}")
+        return cls(**data)

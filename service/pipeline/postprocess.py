@@ -1,0 +1,82 @@
+"""Postprocessing: model probabilities become lung and infection masks in the input's size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from service.pipeline.params import PostprocessParams
+
+
+@dataclass(frozen=True)
+class Masks:
+    """Final masks of one frame, bool ``(H, W)`` each, in the input's size and pixel order."""
+
+    lung: np.ndarray
+    infection: np.ndarray
+
+
+def upsample(probabilities: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize probabilities ``(C, h, w)`` to ``(C, *size)`` bilinearly (``size = (H, W)``)."""
+    height, width = size
+    if probabilities.shape[1:] == (height, width):
+        return probabilities.astype(np.float32, copy=False)
+    return np.stack(
+        [
+            cv2.resize(p.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+            for p in probabilities
+        ]
+    )
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a bool ``(H, W)`` mask (background not connected to the border)."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    return mask | holes
+
+
+def largest_components(mask: np.ndarray, keep: int, min_fraction: float) -> np.ndarray:
+    """Keep the ``keep`` largest 8-connected components of a bool mask.
+
+    Components smaller than ``min_fraction`` x the largest are dropped too. An empty mask stays
+    empty.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask, dtype=bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = np.argsort(areas)[::-1][:keep]
+    kept = [i + 1 for i in order if areas[i] >= min_fraction * areas[order[0]]]
+    return np.isin(labels, kept)
+
+
+def clean_lung(mask: np.ndarray, params: PostprocessParams) -> np.ndarray:
+    """Anatomical cleanup of a bool lung mask: largest components, then hole filling."""
+    cleaned = largest_components(mask, params.lung_components, params.min_component_fraction)
+    if params.fill_holes:
+        cleaned = fill_holes(cleaned)
+    return cleaned
+
+
+def to_masks(probabilities: np.ndarray, size: tuple[int, int], params: PostprocessParams) -> Masks:
+    """Turn model probabilities into final masks.
+
+    Args:
+        probabilities: float ``(2, h, w)`` in [0, 1]; channel 0 lung, channel 1 infection.
+        size: the input image's ``(height, width)``; masks come back in exactly that size.
+        params: the model card's postprocessing parameters.
+
+    Returns:
+        :class:`Masks` with bool ``(height, width)`` arrays.
+    """
+    full = upsample(probabilities, size)
+    lung = clean_lung(full[0] >= params.threshold, params)
+    infection = full[1] >= params.threshold
+    if params.infection_in_lung:
+        infection &= lung
+    return Masks(lung=lung, infection=infection)
