@@ -1,0 +1,177 @@
+"""``Segmenter``: the one entry class of the core (lungmask style).
+
+Built once (models loaded and execution providers chosen in ``__init__``), then
+``segment_bytes`` runs the whole request path: decode -> preprocess -> infer -> postprocess ->
+measure, timing each stage. Encoding (RLE/PNG) is left to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import numpy as np
+
+from service.errors import InvalidParameterError
+from service.imaging import decode
+from service.imaging.types import DecodedImage, Modality
+from service.models.base import Backend, ModelInfo
+from service.models.onnx_backend import choose_providers
+from service.models.registry import ModelRegistry
+from service.models.threshold import ThresholdBackend
+from service.pipeline.measure import InfectionStats, infection_stats, total_stats
+from service.pipeline.postprocess import Masks, to_masks
+
+log = logging.getLogger(__name__)
+
+ModalityChoice = Literal["auto", "cxr", "ct"]
+ModelChoice = Literal["unet", "cnn", "threshold"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Masks (bool ``(H, W)``) and areas of one frame."""
+
+    masks: Masks
+    stats: InfectionStats
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The outcome of one request; ``fallback`` says why another model ran than was asked."""
+
+    modality: Modality
+    model: ModelInfo
+    provider: str
+    fallback: str | None
+    height: int
+    width: int
+    frames: list[FrameResult]
+    total: InfectionStats
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Accumulates wall time per stage in milliseconds."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def run(self, stage: str, fn: Callable[[], T]) -> T:
+        begin = time.perf_counter()
+        result = fn()
+        self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - begin) * 1000
+        return result
+
+    def total(self) -> dict[str, float]:
+        return {**self.ms, "total": (time.perf_counter() - self._start) * 1000}
+
+
+def resolve_modality(image: DecodedImage, asked: ModalityChoice) -> Modality:
+    """The modality to segment as: the DICOM tag for ``auto`` (PNG/JPEG: CXR), else as asked.
+
+    An explicit choice that contradicts a DICOM Modality tag is refused: CT in Hounsfield units
+    cannot be segmented as a radiograph, nor the reverse.
+    """
+    if asked == "auto":
+        return image.modality or "cxr"
+    if image.modality is not None and image.modality != asked:
+        raise InvalidParameterError(
+            f"modality={asked} contradicts the DICOM Modality of this file "
+            f"({image.modality}); send modality=auto or omit it"
+        )
+    return asked
+
+
+class Segmenter:
+    """Loads the models once and segments decoded uploads.
+
+    Args:
+        models_dir: folder of ``<name>/<version>/{model.onnx,model.json}``; ``None`` serves the
+            threshold segmenter only.
+        providers: ``auto`` (CUDA when available, else CPU), ``cuda`` or ``cpu``.
+        intra_op_threads: ONNX Runtime threads per inference (0 = its default).
+        max_pixels: largest accepted image (all frames), checked before decompression.
+    """
+
+    def __init__(
+        self,
+        models_dir: Path | None,
+        providers: str = "auto",
+        intra_op_threads: int = 0,
+        max_pixels: int = 80_000_000,
+    ) -> None:
+        self.max_pixels = max_pixels
+        self.registry = (
+            ModelRegistry.load(models_dir, choose_providers(providers), intra_op_threads)
+            if models_dir is not None
+            else ModelRegistry()
+        )
+        self.thresholds: dict[Modality, ThresholdBackend] = {
+            "cxr": ThresholdBackend("cxr"),
+            "ct": ThresholdBackend("ct"),
+        }
+
+    def backend_for(self, kind: ModelChoice, modality: Modality) -> tuple[Backend, str | None]:
+        """The backend to run and, when it is not what was asked, why (the fallback reason)."""
+        if kind == "threshold":
+            return self.thresholds[modality], None
+        name = f"{kind}-{modality}"
+        found = self.registry.find(kind, modality)
+        if found is not None:
+            return found, None
+        reason = self.registry.unavailable.get(name, "it is not installed")
+        return self.thresholds[modality], f"model {name} is unavailable ({reason}); ran threshold"
+
+    def segment_bytes(
+        self, data: bytes, modality: ModalityChoice = "auto", model: ModelChoice = "unet"
+    ) -> Segmentation:
+        """Decode and segment an upload (DICOM, PNG or JPEG bytes); every frame is segmented."""
+        clock = _Clock()
+        image = clock.run("decode", lambda: decode(data, max_pixels=self.max_pixels))
+        return self.segment_image(image, modality, model, clock)
+
+    def segment_image(
+        self,
+        image: DecodedImage,
+        modality: ModalityChoice = "auto",
+        model: ModelChoice = "unet",
+        clock: _Clock | None = None,
+    ) -> Segmentation:
+        """Segment an already decoded image (all frames, one batch)."""
+        clock = clock or _Clock()
+        resolved = resolve_modality(image, modality)
+        backend, fallback = self.backend_for(model, resolved)
+        size = (image.height, image.width)
+        inputs = clock.run(
+            "preprocess",
+            lambda: [backend.prepare(image.frame(i), image.units) for i in range(image.n_frames)],
+        )
+        probs = clock.run("infer", lambda: backend.infer(inputs))
+        frames = clock.run(
+            "postprocess", lambda: [self._frame(p, size, backend, image) for p in probs]
+        )
+        return Segmentation(
+            modality=resolved,
+            model=backend.info,
+            provider=backend.provider,
+            fallback=fallback,
+            height=image.height,
+            width=image.width,
+            frames=frames,
+            total=total_stats([f.stats for f in frames]),
+            timings_ms=clock.total(),
+        )
+
+    @staticmethod
+    def _frame(
+        probs: np.ndarray, size: tuple[int, int], backend: Backend, image: DecodedImage
+    ) -> FrameResult:
+        masks = to_masks(probs, size, backend.postprocess)
+        return FrameResult(masks, infection_stats(masks.lung, masks.infection, image.spacing_mm))
