@@ -1,0 +1,87 @@
+"""Benchmark jobs: score models on a labelled set in a background thread, persist the results."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from service.benchmark.evaluate import evaluate, summarise
+from service.benchmark.sets import LabelledSet
+from service.benchmark.store import RunStore
+from service.errors import LungsegError
+from service.models.segmenter import ModelChoice, Segmenter
+
+log = logging.getLogger(__name__)
+
+
+def score_models(
+    segmenter: Segmenter, labelled: LabelledSet, models: list[ModelChoice]
+) -> dict[str, Any]:
+    """Evaluate each requested model on every modality of the set.
+
+    Returns:
+        ``{"set": name, "entries": [...]}``, one entry per (model, modality): the model that ran
+        (``fallback`` says why when it is not the one asked for), ``summary`` (all / covid /
+        non_covid) and per-image ``rows``.
+    """
+    entries = []
+    for modality in sorted({s.modality for s in labelled.samples}):
+        samples = [s for s in labelled.samples if s.modality == modality]
+        for kind in models:
+            backend, fallback = segmenter.backend_for(kind, modality)
+            rows = evaluate(backend, samples)
+            entries.append(
+                {
+                    "requested": kind,
+                    "modality": modality,
+                    "model": {**asdict(backend.info), "provider": backend.provider},
+                    "fallback": fallback,
+                    "summary": summarise(rows),
+                    "rows": [r.to_dict() for r in rows],
+                }
+            )
+    return {"set": labelled.name, "layout": labelled.layout, "entries": entries}
+
+
+class BenchmarkRunner:
+    """Runs benchmark jobs one at a time in a worker thread; results go to ``store``."""
+
+    def __init__(self, store: RunStore, segmenter: Segmenter, workers: int = 1) -> None:
+        self.store = store
+        self.segmenter = segmenter
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lungseg-benchmark")
+
+    def submit(
+        self, labelled: LabelledSet, models: list[ModelChoice], cleanup: Path | None = None
+    ) -> tuple[dict[str, Any], Future[None]]:
+        """Queue a run; ``cleanup`` (an extracted upload) is removed when the run ends."""
+        run_id = str(uuid.uuid4())
+        record = self.store.create(run_id, labelled.name, list(models), len(labelled.samples))
+        future = self._pool.submit(self._run, run_id, labelled, models, cleanup)
+        return record, future
+
+    def _run(
+        self, run_id: str, labelled: LabelledSet, models: list[ModelChoice], cleanup: Path | None
+    ) -> None:
+        self.store.set_status(run_id, "running")
+        try:
+            results = score_models(self.segmenter, labelled, models)
+        except LungsegError as err:
+            log.warning("benchmark %s failed: %s", run_id, err)
+            self.store.set_status(run_id, "failed", error=str(err))
+        except Exception:  # a worker thread must record any failure instead of dying silently
+            log.exception("benchmark %s crashed", run_id)
+            self.store.set_status(run_id, "failed", error="internal error; see the service log")
+        else:
+            self.store.set_status(run_id, "done", results=results)
+        finally:
+            if cleanup is not None:
+                shutil.rmtree(cleanup, ignore_errors=True)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
