@@ -1,0 +1,49 @@
+"""Dependencies of the handlers: what the lifespan built, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, UploadFile
+
+from service.api.admission import Admission
+from service.api.metrics import Metrics
+from service.api.settings import Settings
+from service.benchmark.jobs import BenchmarkRunner
+from service.errors import InputTooLargeError
+from service.models.segmenter import Segmenter
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def segmenter(request: Request) -> Segmenter:
+    return request.app.state.segmenter  # type: ignore[no-any-return]
+
+
+def admission(request: Request) -> Admission:
+    return request.app.state.admission  # type: ignore[no-any-return]
+
+
+def metrics(request: Request) -> Metrics:
+    return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+def runner(request: Request) -> BenchmarkRunner:
+    return request.app.state.runner  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+SegmenterDep = Annotated[Segmenter, Depends(segmenter)]
+AdmissionDep = Annotated[Admission, Depends(admission)]
+MetricsDep = Annotated[Metrics, Depends(metrics)]
+RunnerDep = Annotated[BenchmarkRunner, Depends(runner)]
+
+
+async def read_upload(file: UploadFile, limit: int) -> bytes:
+    """The upload's bytes, in memory; more than ``limit`` bytes raises InputTooLargeError."""
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise InputTooLargeError(f"the upload exceeds {limit} bytes (LUNGSEG_MAX_UPLOAD_BYTES)")
+    return data

@@ -1,0 +1,117 @@
+"""One error format for every failure: RFC 7807 ``application/problem+json``.
+
+Domain exceptions of the core are mapped to HTTP status codes here and only here.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://github.com/lungseg/lungseg/blob/main/README.md#errors"
+
+# Most specific first: the first matching class decides the status.
+STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
+    (errors.UnsupportedModalityError, 415),
+    (errors.UnsupportedMediaError, 415),
+    (errors.InputTooLargeError, 413),
+    (errors.InvalidParameterError, 422),
+    (errors.NotFoundError, 404),
+    (errors.InvalidInputError, 400),
+    (errors.ModelLoadError, 503),
+]
+
+
+class Overloaded(Exception):
+    """All inference slots and the queue are taken; the client should retry later."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("the service is at capacity; retry later")
+        self.retry_after_s = retry_after_s
+
+
+def slug(error: type[Exception]) -> str:
+    """``UnsupportedMediaError`` -> ``unsupported-media``."""
+    name = error.__name__.removesuffix("Error")
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+
+
+def problem(
+    status: int, detail: str, kind: str, instance: str = "", **extra: Any
+) -> JSONResponse:
+    """Build a problem+json response."""
+    body = {
+        "type": f"{PROBLEM_BASE}-{kind}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def status_of(err: errors.LungsegError) -> int:
+    return next((code for cls, code in STATUS_BY_ERROR if isinstance(err, cls)), 400)
+
+
+async def _domain(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, errors.LungsegError):
+        raise exc
+    status = status_of(exc)
+    log.info("%s %s -> %d %s", request.method, request.url.path, status, type(exc).__name__)
+    return problem(status, str(exc), slug(type(exc)), request.url.path)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    details = exc.errors() if isinstance(exc, RequestValidationError) else []
+    fields = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in details
+    ]
+    missing_only = bool(fields) and all(f["type"] == "missing" for f in fields)
+    status = 400 if missing_only else 422
+    text = "; ".join(f"{'.'.join(str(p) for p in f['loc'])}: {f['msg']}" for f in fields)
+    kind = "malformed-request" if missing_only else "invalid-parameter"
+    return problem(status, text or "invalid request", kind, request.url.path, errors=fields)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    code = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+    detail = exc.detail if isinstance(exc, StarletteHTTPException) else "error"
+    response = problem(code, str(detail), f"http-{code}", request.url.path)
+    if isinstance(exc, StarletteHTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    retry = exc.retry_after_s if isinstance(exc, Overloaded) else 1
+    response = problem(503, str(exc), "overloaded", request.url.path)
+    response.headers["Retry-After"] = str(retry)
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal error; see the service log", "internal", request.url.path)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(errors.LungsegError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Overloaded, _overloaded)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,64 @@
+"""Start-up and shutdown: build the segmenter, the results store and the job runner once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service import NOT_A_MEDICAL_DEVICE
+from service.api.admission import Admission
+from service.api.metrics import Metrics
+from service.api.settings import Settings
+from service.benchmark.jobs import BenchmarkRunner
+from service.benchmark.store import RunStore
+from service.models.segmenter import Segmenter
+
+log = logging.getLogger("lungseg")
+
+
+def _report(segmenter: Segmenter, metrics: Metrics, seconds: float) -> None:
+    for name, backend in segmenter.registry.models.items():
+        info = backend.info
+        metrics.model_info.labels(name, info.version, info.kind, info.modality, backend.provider).set(1)
+        log.info("model %s %s ready on %s", name, info.version, backend.provider)
+    for name, reason in segmenter.registry.unavailable.items():
+        metrics.model_unavailable.labels(name).set(1)
+        log.warning("model %s unavailable (requests fall back to threshold): %s", name, reason)
+    log.info("ready in %.2f s. %s", seconds, NOT_A_MEDICAL_DEVICE)
+
+
+def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan context of an app built with ``settings``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        segmenter = await run_in_threadpool(
+            Segmenter,
+            settings.models_dir,
+            settings.providers,
+            settings.threads_per_inference,
+            settings.max_pixels,
+        )
+        store = RunStore(settings.database_url)
+        interrupted = store.mark_interrupted()
+        if interrupted:
+            log.warning("%d benchmark runs were interrupted by a restart", interrupted)
+        app.state.segmenter = segmenter
+        app.state.runner = BenchmarkRunner(store, segmenter)
+        app.state.admission = Admission(
+            settings.in_flight_limit, settings.queue_limit, settings.retry_after_s
+        )
+        _report(segmenter, app.state.metrics, time.perf_counter() - start)
+        try:
+            yield
+        finally:
+            app.state.runner.shutdown()
+            store.engine.dispose()
+
+    return lifespan

@@ -1,0 +1,49 @@
+"""The FastAPI application: wiring only (routers, error handlers, middleware, static files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from service import NOT_A_MEDICAL_DEVICE, __version__
+from service.api import errors
+from service.api.lifespan import lifespan_for
+from service.api.limits import BodyLimitMiddleware
+from service.api.metrics import Metrics, MetricsMiddleware
+from service.api.routers import benchmark, docs, health, models, segment
+from service.api.settings import Settings, get_settings
+
+STATIC = Path(__file__).parent / "static"
+DESCRIPTION = f"""
+Lung and COVID-19 infection segmentation of chest X-ray (CXR) and CT: DICOM, PNG or JPEG in,
+lung and infection masks (COCO RLE or PNG) and the infection percentage of lung out.
+
+**{NOT_A_MEDICAL_DEVICE}**
+
+Errors are RFC 7807 `application/problem+json` documents.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; models are loaded by the lifespan, not here."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="lungseg",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan_for(settings),
+        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics.create()
+    errors.install(app)
+    for router in (segment.router, models.router, benchmark.router, health.router, docs.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

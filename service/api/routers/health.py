@@ -1,0 +1,40 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.deps import AdmissionDep, MetricsDep
+from service.api.schemas import Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+def readyz(request: Request) -> Health | JSONResponse:
+    """Ready when the models have been loaded (failed ones are listed; they fall back)."""
+    segmenter = getattr(request.app.state, "segmenter", None)
+    if segmenter is None:
+        return JSONResponse(Health(status="not ready").model_dump(), status_code=503)
+    registry = segmenter.registry
+    return Health(
+        status="ok",
+        models_loaded=sorted(registry.models),
+        models_unavailable=dict(registry.unavailable),
+        providers={name: b.provider for name, b in registry.models.items()},
+    )
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=True)
+def prometheus(metrics: MetricsDep, admission: AdmissionDep) -> Response:
+    """Prometheus text exposition of the ``lungseg_`` metrics."""
+    metrics.inference_queue.set(admission.admitted)
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

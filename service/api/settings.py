@@ -1,0 +1,82 @@
+"""Service settings from the environment (prefix ``LUNGSEG_``), documented in the README."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is ``LUNGSEG_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LUNGSEG_", env_file=None, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to bind")
+    port: int = Field(8000, ge=1, le=65535, description="port to bind")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    log_level: str = Field("info", description="logging level")
+    models_dir: Path = Field(REPO_ROOT / "models", description="folder of <name>/<version>/ models")
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime execution provider: auto = CUDA when available"
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="ONNX Runtime threads per inference; 0 = cores / max_in_flight"
+    )
+    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest upload (bytes)")
+    max_pixels: int = Field(
+        80_000_000, ge=1, description="largest image, all frames (pixels), checked before decoding"
+    )
+    max_in_flight: int = Field(0, ge=0, description="concurrent inferences; 0 = number of cores")
+    max_queue: int = Field(
+        0, ge=0, description="requests waiting for an inference slot; 0 = 4 per core"
+    )
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 when saturated")
+    database_url: str = Field(
+        f"sqlite:///{REPO_ROOT / 'var' / 'lungseg.db'}",
+        description="SQLAlchemy URL of the benchmark results store (SQLite or PostgreSQL)",
+    )
+    benchmark_sets: dict[str, Path] = Field(
+        default_factory=dict,
+        description='server-side labelled sets by name, JSON: {"gb": "/data/cxr-covid19-gb"}',
+    )
+    benchmark_sync_max_images: int = Field(
+        40, ge=0, description="benchmarks of at most this many images answer 200 at once, else 202"
+    )
+    benchmark_max_zip_bytes: int = Field(512 * 1024 * 1024, ge=1, description="largest zip upload")
+    benchmark_max_unzipped_bytes: int = Field(
+        2 * 1024 * 1024 * 1024, ge=1, description="largest total size once unzipped (zip bombs)"
+    )
+    benchmark_max_files: int = Field(100_000, ge=1, description="most entries in a zip upload")
+
+    @property
+    def cores(self) -> int:
+        return _cores()
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or self.cores
+
+    @property
+    def queue_limit(self) -> int:
+        return self.max_queue or 4 * self.cores
+
+    @property
+    def threads_per_inference(self) -> int:
+        return self.intra_op_threads or max(1, self.cores // self.in_flight_limit)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment (tests override the dependency)."""
+    return Settings()
