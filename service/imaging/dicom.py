@@ -1,0 +1,313 @@
+"""DICOM decoding from bytes in memory (pydicom + pylibjpeg plugins; no temporary files).
+
+Rules (output is float32 ``(frames, H, W)`` in the stored pixel order):
+
+* Modality ``CT`` -> ``"ct"``, ``units="hu"``: the Modality LUT / Rescale Slope+Intercept is
+  applied (top level, or per frame from the Per-frame / Shared Functional Groups' Pixel Value
+  Transformation Sequence of enhanced CT); without any rescale the stored values are taken as HU.
+* ``CR``, ``DX``, ``RG``, and ``OT`` / no Modality with a MONOCHROME photometric -> ``"cxr"``,
+  ``units="display"`` in [0, 1] with 1 = bright: Modality LUT / rescale, then the first VOI LUT
+  (preferred) or the first Window Center/Width, scaled by that transform's output range; without
+  VOI information the 0.5th..99.5th percentiles map to 0..1 (clipped). MONOCHROME1 is inverted
+  last (``1 - v``). Colour (RGB / YBR / PALETTE COLOR) becomes grey by BT.601 luma.
+* Any other Modality (MR, US, NM, PT, XA, ...) -> UnsupportedModalityError.
+
+Decompression-bomb guards run before any pixel decoding: Rows x Columns x NumberOfFrames from
+the header against ``max_pixels``; every JPEG / JPEG-LS / JPEG 2000 frame's own codestream size
+against Rows x Columns; and a bounded inflate of Deflated Explicit VR Little Endian datasets.
+
+pydicom reports malformed element values through ``warnings`` and its ``"pydicom"`` logger, and
+those messages may quote the values; the application's logging setup decides where they go.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import generate_frames
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+)
+
+from service.errors import UnsupportedMediaError, UnsupportedModalityError
+from service.imaging.raster import check_pixel_limit, j2k_size, jpeg_size, luma, robust_minmax
+from service.imaging.sniff import PYDICOM_PARSE_ERRORS, check_deflated_size
+from service.imaging.types import DecodedImage, Modality
+
+logger = logging.getLogger(__name__)
+
+CXR_MODALITIES = frozenset({"CR", "DX", "RG"})
+SECONDARY_CAPTURE_MODALITIES = frozenset({"OT", ""})
+GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
+# What pydicom's VOI functions raise on a malformed window or LUT (bad VM, width < 1, bad depth).
+_VOI_ERRORS = (ValueError, TypeError, IndexError, KeyError, AttributeError, NotImplementedError)
+
+
+def decode_dicom(data: bytes, *, max_pixels: int) -> DecodedImage:
+    """Decode one DICOM file to a DecodedImage (float32 ``(frames, H, W)``; HU or [0, 1]).
+
+    Raises:
+        UnsupportedMediaError: not parseable, truncated, corrupt, no pixel data, zero size.
+        UnsupportedModalityError: a modality other than CT / CR / DX / RG / grey OT.
+        InputTooLargeError: more than ``max_pixels`` pixels over all frames (from the header).
+    """
+    ds = _read(data, max_pixels)
+    try:
+        return _decode_dataset(ds, max_pixels)
+    except PYDICOM_PARSE_ERRORS as exc:  # a malformed attribute value met while converting
+        raise UnsupportedMediaError(
+            f"the DICOM file has malformed image attributes ({type(exc).__name__})"
+        ) from exc
+
+
+def _decode_dataset(ds: Dataset, max_pixels: int) -> DecodedImage:
+    modality = _modality(ds)
+    frames, rows, columns = _geometry(ds, max_pixels)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    _check_codestreams(ds, frames, rows, columns)
+    raw = _pixel_array(ds, frames, rows, columns)
+    convert = _to_hu if modality == "ct" else _to_display
+    pixels = convert(raw, ds, photometric)
+    if not np.isfinite(pixels).all():
+        raise UnsupportedMediaError(
+            "the DICOM Rescale Slope / Intercept give non-finite pixel values: the file is corrupt"
+        )
+    logger.debug("decoded DICOM %s %dx%dx%d %s", modality, frames, rows, columns, photometric)
+    return DecodedImage(
+        pixels=pixels,
+        units="hu" if modality == "ct" else "display",
+        modality=modality,
+        source_format="dicom",
+        spacing_mm=_spacing(ds, modality),
+        bits_stored=_bits_stored(ds),
+        photometric=photometric or "MONOCHROME2",
+    )
+
+
+def _read(data: bytes, max_pixels: int) -> Dataset:
+    """Parse the whole dataset (force=True also accepts preamble-less DICOM)."""
+    check_deflated_size(data, max_pixels)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        has_pixels = "PixelData" in ds
+    except PYDICOM_PARSE_ERRORS as exc:
+        raise UnsupportedMediaError(
+            f"the DICOM file could not be parsed ({type(exc).__name__}): it is corrupt or truncated"
+        ) from exc
+    if not has_pixels:
+        raise UnsupportedMediaError(_no_pixels_message(ds))
+    if _transfer_syntax(ds) is None:  # preamble-less: native encoding as detected by pydicom
+        implicit, little = ds.original_encoding
+        native = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else native
+    return ds
+
+
+def _transfer_syntax(ds: Dataset) -> UID | None:
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(str(syntax)) if syntax else None
+
+
+def _no_pixels_message(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
+    kind = UID(str(sop)).name if sop else "unknown SOP class"
+    modality = str(ds.get("Modality", "") or "").strip()[:16]
+    what = f"{kind}, modality {modality}" if modality else kind
+    hint = " or the file is truncated" if "Rows" in ds else ""
+    return (
+        f"the DICOM file has no pixel data ({what}): it is not an image{hint}; "
+        "upload a CR, DX or CT image"
+    )
+
+
+def _modality(ds: Dataset) -> Modality:
+    code = str(ds.get("Modality", "") or "").strip().upper()[:16]
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if code == "CT":
+        return "ct"
+    if code in CXR_MODALITIES:
+        return "cxr"
+    if code in SECONDARY_CAPTURE_MODALITIES:
+        if photometric in GREY_PHOTOMETRICS:
+            return "cxr"
+        raise UnsupportedModalityError(
+            f"DICOM with modality {code or '(none)'} and photometric {photometric or '(none)'} "
+            "is not accepted: secondary captures must be greyscale chest radiographs"
+        )
+    raise UnsupportedModalityError(
+        f"DICOM modality {code!r} is not supported: lungseg segments chest radiographs "
+        "(CR, DX, RG) and CT"
+    )
+
+
+def _geometry(ds: Dataset, max_pixels: int) -> tuple[int, int, int]:
+    """(frames, rows, columns) from the header, checked against zero size and ``max_pixels``."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = max(int(ds.get("NumberOfFrames") or 1), 1)
+    except PYDICOM_PARSE_ERRORS as exc:
+        raise UnsupportedMediaError(
+            "the DICOM image has missing or invalid Rows / Columns / Number of Frames"
+        ) from exc
+    if rows <= 0 or columns <= 0:
+        raise UnsupportedMediaError(f"the DICOM image is empty: {rows} rows x {columns} columns")
+    check_pixel_limit(rows, columns, frames, max_pixels, "DICOM image")
+    return frames, rows, columns
+
+
+def _check_codestreams(ds: Dataset, frames: int, rows: int, columns: int) -> None:
+    """Reject compressed frames whose own header is larger than Rows x Columns."""
+    syntax = _transfer_syntax(ds)
+    if syntax is None or not syntax.is_encapsulated:
+        return
+    is_j2k = syntax in JPEG2000TransferSyntaxes
+    if not (is_j2k or syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes):
+        return  # RLE and others: the decoder sizes its output from the header
+    try:
+        encoded = generate_frames(ds.PixelData, number_of_frames=frames)
+        for index, frame in zip(range(frames), encoded, strict=False):
+            size = j2k_size(frame) if is_j2k else jpeg_size(frame)
+            if size is not None and (size[0] > rows or size[1] > columns):
+                raise UnsupportedMediaError(
+                    f"compressed frame {index} is {size[1]}x{size[0]} pixels but the DICOM "
+                    f"header says {columns}x{rows}: the file is corrupt"
+                )
+    except PYDICOM_PARSE_ERRORS as exc:
+        raise UnsupportedMediaError("the encapsulated DICOM pixel data is corrupt") from exc
+
+
+def _pixel_array(ds: Dataset, frames: int, rows: int, columns: int) -> np.ndarray:
+    """Decoded samples as ``(frames, H, W)`` or ``(frames, H, W, 3)`` (YBR converted to RGB)."""
+    syntax = _transfer_syntax(ds)
+    try:
+        ds.pixel_array_options(allow_excess_frames=False, as_rgb=True)
+        arr = ds.pixel_array
+        if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
+            arr = apply_color_lut(arr, ds)
+    except PYDICOM_PARSE_ERRORS as exc:
+        name = syntax.name if syntax else "unknown transfer syntax"
+        raise UnsupportedMediaError(
+            f"the DICOM pixel data could not be decoded ({name}, {type(exc).__name__}): "
+            "the file is truncated or corrupt"
+        ) from exc
+    if frames == 1:
+        arr = arr[np.newaxis]
+    if arr.shape[:3] != (frames, rows, columns) or arr.ndim not in (3, 4):
+        raise UnsupportedMediaError(
+            f"the DICOM pixel data has shape {arr.shape}, not the {frames}x{rows}x{columns} "
+            "its header declares"
+        )
+    return arr
+
+
+def _to_hu(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
+    """Hounsfield units, float32 ``(frames, H, W)``."""
+    if raw.ndim == 4:
+        raise UnsupportedMediaError(
+            f"colour ({photometric}) CT has no Hounsfield units; upload the original greyscale CT"
+        )
+    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
+        return np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+    items = [_frame_rescale(ds, index) for index in range(raw.shape[0])]
+    hu = raw.astype(np.float32)
+    for index, item in enumerate(items):
+        if item is not None:  # no rescale anywhere: stored values are taken as HU
+            hu[index] = apply_modality_lut(raw[index], item)
+    return hu
+
+
+def _frame_rescale(ds: Dataset, index: int) -> Dataset | None:
+    """Pixel Value Transformation item (slope + intercept) for frame ``index``, or None."""
+    places = (("PerFrameFunctionalGroupsSequence", index), ("SharedFunctionalGroupsSequence", 0))
+    for groups, position in places:
+        sequence = ds.get(groups)
+        if not sequence or position >= len(sequence):
+            continue
+        transform = sequence[position].get("PixelValueTransformationSequence")
+        if transform and "RescaleSlope" in transform[0] and "RescaleIntercept" in transform[0]:
+            item: Dataset = transform[0]
+            return item
+    return None
+
+
+def _to_display(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
+    """[0, 1] float32 ``(frames, H, W)``, 1 = bright."""
+    if raw.ndim == 4:  # colour: palette output spans its dtype, RGB spans Bits Stored
+        palette = photometric == "PALETTE COLOR"
+        full_scale = np.iinfo(raw.dtype).max if palette else (1 << _bits_stored(ds)) - 1
+        return np.clip(luma(raw) / np.float32(full_scale), 0.0, 1.0).astype(np.float32)
+    values = apply_modality_lut(raw, ds)
+    display = _voi_display(values, ds)
+    if display is None:
+        display = robust_minmax(values)
+    if photometric == "MONOCHROME1":
+        display = np.float32(1.0) - display
+    return display.astype(np.float32, copy=False)
+
+
+def _voi_display(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
+    """First VOI LUT or window applied and scaled to [0, 1] by its output range; None if absent."""
+    try:
+        voi_lut = ds.get("VOILUTSequence")
+        if voi_lut and "LUTDescriptor" in voi_lut[0] and "LUTData" in voi_lut[0]:
+            descriptor = voi_lut[0].LUTDescriptor
+            entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
+            out = apply_voi(np.rint(values).astype(np.int64), ds, 0).astype(np.float64)
+            domain = np.arange(first, first + entries, dtype=np.int64)
+            lut_values = apply_voi(domain, ds, 0)
+            low, high = float(lut_values.min()), float(lut_values.max())
+        elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+            out = apply_windowing(values, ds, 0)
+            with np.errstate(over="ignore"):  # SIGMOID at the probe's extremes
+                low, high = (float(v) for v in apply_windowing(np.array([-1e12, 1e12]), ds, 0))
+        else:
+            return None
+    except _VOI_ERRORS as exc:
+        logger.warning("invalid VOI LUT / window (%s); using robust min-max", type(exc).__name__)
+        return None
+    if not high > low:
+        return None
+    return np.clip((out - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _spacing(ds: Dataset, modality: Modality) -> tuple[float, float] | None:
+    """(row, column) pixel spacing in mm, or None when missing, zero or malformed."""
+    candidates = [ds.get("PixelSpacing"), _functional_group_spacing(ds)]
+    if modality == "cxr":
+        candidates.append(ds.get("ImagerPixelSpacing"))
+    for value in candidates:
+        try:
+            row, column = (float(v) for v in value)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(row) and np.isfinite(column) and row > 0 and column > 0:
+            return row, column
+    return None
+
+
+def _functional_group_spacing(ds: Dataset) -> object:
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        sequence = ds.get(groups)
+        measures = sequence[0].get("PixelMeasuresSequence") if sequence else None
+        if measures and "PixelSpacing" in measures[0]:
+            return measures[0].PixelSpacing
+    return None
+
+
+def _bits_stored(ds: Dataset) -> int:
+    value = ds.get("BitsStored") or ds.get("BitsAllocated") or 8
+    return int(value) if isinstance(value, int) and 0 < value <= 32 else 8

@@ -1,0 +1,23 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real-data folder (data card: its README.md): $LUNGSEG_DATA_DIR or <repo>/../shared/data.
+
+    Tests that use it are skipped when the folder does not exist.
+    """
+    path = Path(os.environ.get("LUNGSEG_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"real data not available: set LUNGSEG_DATA_DIR (looked in {path})")
+    return path
