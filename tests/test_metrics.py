@@ -76,6 +76,7 @@ def test_weights_leave_channels_out():
 
 def test_loss_is_the_same_on_torch():
     import torch  # the train extra, installed by `make test`
+
     rng = np.random.default_rng(1)
     prob = rng.random((2, 2, 5, 5)).astype(np.float32)
     target = (rng.random((2, 2, 5, 5)) > 0.5).astype(np.float32)

@@ -15,23 +15,23 @@ from service.models.segmenter import Segmenter
 
 
 def settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def segmenter(request: Request) -> Segmenter:
-    return request.app.state.segmenter  # type: ignore[no-any-return]
+    return request.app.state.segmenter
 
 
 def admission(request: Request) -> Admission:
-    return request.app.state.admission  # type: ignore[no-any-return]
+    return request.app.state.admission
 
 
 def metrics(request: Request) -> Metrics:
-    return request.app.state.metrics  # type: ignore[no-any-return]
+    return request.app.state.metrics
 
 
 def runner(request: Request) -> BenchmarkRunner:
-    return request.app.state.runner  # type: ignore[no-any-return]
+    return request.app.state.runner
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]

@@ -47,9 +47,7 @@ def slug(error: type[Exception]) -> str:
     return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
 
 
-def problem(
-    status: int, detail: str, kind: str, instance: str = "", **extra: Any
-) -> JSONResponse:
+def problem(status: int, detail: str, kind: str, instance: str = "", **extra: Any) -> JSONResponse:
     """Build a problem+json response."""
     body = {
         "type": f"{PROBLEM_BASE}-{kind}",

@@ -24,7 +24,9 @@ log = logging.getLogger("lungseg")
 def _report(segmenter: Segmenter, metrics: Metrics, seconds: float) -> None:
     for name, backend in segmenter.registry.models.items():
         info = backend.info
-        metrics.model_info.labels(name, info.version, info.kind, info.modality, backend.provider).set(1)
+        metrics.model_info.labels(
+            name, info.version, info.kind, info.modality, backend.provider
+        ).set(1)
         log.info("model %s %s ready on %s", name, info.version, backend.provider)
     for name, reason in segmenter.registry.unavailable.items():
         metrics.model_unavailable.labels(name).set(1)

@@ -31,9 +31,7 @@ class Metrics:
         labels = ["route", "method", "status", "model"]
         return cls(
             registry=reg,
-            requests=Counter(
-                "lungseg_requests", "HTTP requests", labels, registry=reg
-            ),
+            requests=Counter("lungseg_requests", "HTTP requests", labels, registry=reg),
             latency=Histogram(
                 "lungseg_request_duration_seconds",
                 "HTTP request latency",
@@ -48,7 +46,9 @@ class Metrics:
                 buckets=LATENCY_BUCKETS,
                 registry=reg,
             ),
-            in_flight=Gauge("lungseg_requests_in_flight", "HTTP requests in progress", registry=reg),
+            in_flight=Gauge(
+                "lungseg_requests_in_flight", "HTTP requests in progress", registry=reg
+            ),
             inference_queue=Gauge(
                 "lungseg_inferences_admitted", "inferences running or queued", registry=reg
             ),
@@ -62,7 +62,9 @@ class Metrics:
                 registry=reg,
             ),
             model_unavailable=Gauge(
-                "lungseg_model_unavailable", "models that failed to load (value 1)", ["name"],
+                "lungseg_model_unavailable",
+                "models that failed to load (value 1)",
+                ["name"],
                 registry=reg,
             ),
         )

@@ -13,7 +13,7 @@ from service.api.settings import Settings
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of an app with default settings (independent of the environment)."""
-    return create_app(Settings(_env_file=None)).openapi()  # type: ignore[call-arg]
+    return create_app(Settings(_env_file=None)).openapi()
 
 
 def render() -> str:

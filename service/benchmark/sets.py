@@ -149,10 +149,8 @@ def read_covid_qu_ex(root: Path, name: str | None = None) -> LabelledSet:
 
 def read_set(root: Path, name: str | None = None) -> LabelledSet:
     """Read a labelled set in either layout; raises InvalidInputError when neither is found."""
-    if (root / "meta.csv").is_file():
-        found = read_ours(root, name)
-    else:
-        found = read_covid_qu_ex(root, name)
+    reader = read_ours if (root / "meta.csv").is_file() else read_covid_qu_ex
+    found = reader(root, name)
     if not found.samples:
         raise InvalidInputError(
             f"no labelled images found in {root.name!r}: expected meta.csv with images/ and "

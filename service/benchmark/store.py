@@ -67,17 +67,26 @@ class RunStore:
         with self._sessions.begin() as session:
             yield session
 
-    def create(self, run_id: str, set_name: str, models: list[str], n_images: int) -> dict[str, Any]:
+    def create(
+        self, run_id: str, set_name: str, models: list[str], n_images: int
+    ) -> dict[str, Any]:
         run = Run(
-            id=run_id, status="queued", set_name=set_name, models=models,
-            n_images=n_images, created=now(),
+            id=run_id,
+            status="queued",
+            set_name=set_name,
+            models=models,
+            n_images=n_images,
+            created=now(),
         )
         with self._session() as session:
             session.add(run)
         return run.to_dict()
 
     def set_status(
-        self, run_id: str, status: str, results: dict[str, Any] | None = None,
+        self,
+        run_id: str,
+        status: str,
+        results: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
         values: dict[str, Any] = {"status": status}

@@ -102,8 +102,17 @@ class ModelCard:
 
 
 _CORE_KEYS = {
-    "schema_version", "name", "version", "kind", "modality", "input", "output", "labels",
-    "preprocess", "postprocess", "sha256",
+    "schema_version",
+    "name",
+    "version",
+    "kind",
+    "modality",
+    "input",
+    "output",
+    "labels",
+    "preprocess",
+    "postprocess",
+    "sha256",
 }
 
 

@@ -52,7 +52,9 @@ class ModelRegistry:
         """Load every model of ``models_dir``; failures are recorded, never raised."""
         registry = cls()
         if not models_dir.is_dir():
-            log.warning("models directory %s does not exist: only the threshold segmenter", models_dir)
+            log.warning(
+                "models directory %s does not exist: only the threshold segmenter", models_dir
+            )
         for name, directory in latest_versions(models_dir).items():
             if not (directory / CARD_FILE).is_file():
                 registry.unavailable[name] = f"{directory.name}/{CARD_FILE} is missing"

@@ -46,7 +46,9 @@ def largest_components(mask: np.ndarray, keep: int, min_fraction: float) -> np.n
     Components smaller than ``min_fraction`` x the largest are dropped too. An empty mask stays
     empty.
     """
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
     if count <= 1:
         return np.zeros_like(mask, dtype=bool)
     areas = stats[1:, cv2.CC_STAT_AREA]

@@ -22,7 +22,8 @@ def window_hu(frame_hu: np.ndarray, window: CtWindow) -> np.ndarray:
         window: the CT window.
 
     Returns:
-        float32 ``(H, W)`` in [0, 1]: ``window.low`` HU and below -> 0, ``window.high`` and above -> 1.
+        float32 ``(H, W)`` in [0, 1]: ``window.low`` HU and below -> 0,
+        ``window.high`` and above -> 1.
     """
     scaled = (frame_hu.astype(np.float32) - np.float32(window.low)) / np.float32(window.width)
     return np.clip(scaled, 0.0, 1.0)
@@ -78,7 +79,9 @@ def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return frame.astype(np.float32, copy=False)
     shrinking = height * width < frame.shape[0] * frame.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(frame.astype(np.float32, copy=False), (width, height), interpolation=interpolation)
+    return cv2.resize(
+        frame.astype(np.float32, copy=False), (width, height), interpolation=interpolation
+    )
 
 
 def denoise(frame: np.ndarray, sigma: float) -> np.ndarray:

@@ -55,7 +55,10 @@ def test_large_set_runs_as_job_and_survives_restart(make_client, data_dir, tmp_p
     run_id = response.json()["id"]
     assert response.headers["location"] == f"/v1/benchmark/{run_id}"
     deadline = time.monotonic() + 120
-    while (status := client.get(f"/v1/benchmark/{run_id}").json()["status"]) in ("queued", "running"):
+    while (status := client.get(f"/v1/benchmark/{run_id}").json()["status"]) in (
+        "queued",
+        "running",
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert status == "done"

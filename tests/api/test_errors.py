@@ -67,7 +67,11 @@ def test_image_over_pixel_limit_is_413(make_client, data_dir):
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"model": "resnet"}, "model"), ({"modality": "mr"}, "modality"), ({"format": "gif"}, "format")],
+    [
+        ({"model": "resnet"}, "model"),
+        ({"modality": "mr"}, "modality"),
+        ({"format": "gif"}, "format"),
+    ],
 )
 def test_unknown_parameter_values_are_422(client, data_dir, params, field):
     data = (data_dir / "files/dicom/CT_small.dcm").read_bytes()

@@ -59,12 +59,13 @@ def test_metrics_count_requests_by_route_model_status(client, data_dir):
         client.post("/v1/segment", params={"model": "threshold"}, files={"file": ("a.dcm", handle)})
     client.post("/v1/segment", files={"file": ("b.txt", b"text")})
     text = client.get("/metrics").text
+    labels = 'method="POST",model="threshold-ct",route="/v1/segment",status="200"'
+    assert f"lungseg_requests_total{{{labels}}} 1.0" in text
+    assert 'route="/v1/segment",status="415"} 1.0' in text
     assert (
-        'lungseg_requests_total{method="POST",model="threshold-ct",route="/v1/segment",status="200"} 1.0'
+        'lungseg_inference_duration_seconds_count{model="threshold-ct",provider="numpy"} 1.0'
         in text
     )
-    assert 'route="/v1/segment",status="415"} 1.0' in text
-    assert 'lungseg_inference_duration_seconds_count{model="threshold-ct",provider="numpy"} 1.0' in text
     assert "lungseg_requests_in_flight" in text and "lungseg_model_info{" in text
 
 

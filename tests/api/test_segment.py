@@ -118,7 +118,9 @@ def test_threshold_model_reports_its_kind(client, data_dir):
     image = next((data_dir / QU / "Normal" / "images").glob("*.png"))
     body = post(client, image, model="threshold").json()
     assert body["model"] == {
-        "name": "threshold-cxr", "version": body["model"]["version"], "kind": "threshold",
+        "name": "threshold-cxr",
+        "version": body["model"]["version"],
+        "kind": "threshold",
         "provider": "numpy",
     }
     assert body["fallback"] is None

@@ -39,14 +39,16 @@ def _server_set(name: str, settings: Settings) -> LabelledSet:
     return read_set(path, name=name)
 
 
-@router.post("", response_model=BenchmarkJob, status_code=200, responses={202: {"model": BenchmarkJob}})
+@router.post(
+    "", response_model=BenchmarkJob, status_code=200, responses={202: {"model": BenchmarkJob}}
+)
 async def start_benchmark(
     response: Response,
     runner: RunnerDep,
     settings: SettingsDep,
     file: UploadFile | None = None,
     set_name: Annotated[str | None, Query(description="a server-side set instead of a zip")] = None,
-    models: Annotated[list[ModelChoice], Query(description="models to compare")] = ALL_MODELS,  # noqa: B006
+    models: Annotated[list[ModelChoice], Query(description="models to compare")] = ALL_MODELS,
 ) -> BenchmarkJob:
     """Compare models on a labelled set: 200 with results for small sets, else 202 + a job id."""
     if (file is None) == (set_name is None):
@@ -81,7 +83,9 @@ def list_sets(settings: SettingsDep) -> list[str]:
     return sorted(settings.benchmark_sets)
 
 
-@router.get("/{run_id}", response_model=BenchmarkJob, responses={404: {"description": "unknown id"}})
+@router.get(
+    "/{run_id}", response_model=BenchmarkJob, responses={404: {"description": "unknown id"}}
+)
 def get_benchmark(run_id: str, runner: RunnerDep) -> BenchmarkJob:
     """Status of a run and, once done, its results."""
     record = runner.store.get(run_id)

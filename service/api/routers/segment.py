@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AdmissionDep, MetricsDep, SegmenterDep, SettingsDep, read_upload
-from service.api.schemas import FrameResult, MaskSet, ModelRef, SegmentResponse, Timings
+from service.api.schemas import FrameResult, MaskSet, ModelRef, Rle, SegmentResponse, Timings
 from service.models.segmenter import ModalityChoice, ModelChoice, Segmentation, Segmenter
 from service.pipeline.encode import encode_mask
 from service.pipeline.postprocess import Masks
@@ -28,8 +29,13 @@ PROBLEMS = {
 }
 
 
+def _encode(mask: np.ndarray, fmt: Format) -> Rle | str:
+    encoded = encode_mask(mask, fmt)
+    return encoded if isinstance(encoded, str) else Rle(**encoded)
+
+
 def _masks(masks: Masks, fmt: Format) -> MaskSet:
-    return MaskSet(lung=encode_mask(masks.lung, fmt), infection=encode_mask(masks.infection, fmt))
+    return MaskSet(lung=_encode(masks.lung, fmt), infection=_encode(masks.infection, fmt))
 
 
 def to_response(result: Segmentation, fmt: Format) -> SegmentResponse:
@@ -73,9 +79,11 @@ async def segment(
     admission: AdmissionDep,
     metrics: MetricsDep,
     settings: SettingsDep,
-    modality: Annotated[ModalityChoice, Query(description="auto: DICOM tag; PNG/JPEG = cxr")] = "auto",
+    modality: Annotated[
+        ModalityChoice, Query(description="auto: DICOM tag; PNG/JPEG = cxr")
+    ] = "auto",
     model: Annotated[ModelChoice, Query(description="network to run")] = "unet",
-    format: Annotated[Format, Query(description="mask encoding")] = "rle",  # noqa: A002
+    format: Annotated[Format, Query(description="mask encoding")] = "rle",
 ) -> SegmentResponse:
     """Segment the lungs and COVID-19 infection of one image (all frames of a multi-frame DICOM).
 
