@@ -44,8 +44,8 @@ format: install-dev  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix service training export tests
 	$(BIN)/ruff format service training export tests
 
-bench: install-dev  ## performance benchmark: prints a table, writes bench-results/*.json
-	$(BIN)/python -m service.benchmark.perf --models $(MODELS)
+bench: install-dev  ## performance benchmark: prints a table, appends bench-results/history.jsonl
+	$(BIN)/python -m service.perf --models $(MODELS) $(BENCH_ARGS)
 
 train: install-dev  ## small CPU training run of every network (minutes), checkpoints in runs/
 	$(BIN)/python -m training --preset small --data $(DATA) --out runs/small

@@ -1,0 +1,118 @@
+"""``python -m service.perf`` (``make bench``): measure and print; write JSON and history."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from service.api.settings import REPO_ROOT
+from service.models.registry import latest_versions
+from service.perf.load import multipart_request, run_load
+from service.perf.report import print_report
+from service.perf.serve import running_service
+
+log = logging.getLogger("lungseg.perf")
+DEFAULT_IMAGE = REPO_ROOT / "tests" / "fixtures" / "cxr_covid_1902.png"
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    return next((x.split(":", 1)[1].strip() for x in text.splitlines() if "model name" in x), "")
+
+
+def raw_runs(models: Path, seconds: float, threads: int) -> list[dict[str, Any]]:
+    """Raw ONNX Runtime figures of every model file (fp32 and variants), one process each."""
+    results = []
+    for directory in latest_versions(models).values():
+        for onnx in sorted(directory.glob("model*.onnx")):
+            cmd = [sys.executable, "-m", "service.perf.raw", str(directory), "--file", onnx.name]
+            cmd += ["--seconds", str(seconds), "--threads", str(threads)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results.append(json.loads(out))
+    return results
+
+
+def service_runs(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """Start-up, load at each concurrency, overload and recovery, worker RSS."""
+    payload = args.image.read_bytes()
+    out: dict[str, Any] = {"env": env, "image": args.image.name, "load": []}
+    with running_service(env, args.out / "service.log") as svc:
+        out["startup_s"] = svc.startup_s
+        request = multipart_request(svc.host, svc.port, "/v1/segment", args.image.name, payload)
+
+        def load(concurrency: int, requests: int, seconds: float) -> dict[str, Any]:
+            result = asyncio.run(
+                run_load(svc.host, svc.port, request, concurrency, requests, seconds)
+            )
+            return result.summary()
+
+        load(2, 20, 10)  # warm-up
+        for concurrency in args.concurrency:
+            out["load"].append(load(concurrency, args.requests, args.seconds))
+        out["overload"] = load(args.overload, args.requests * 2, args.seconds)
+        out["recovery"] = load(1, 20, 10)
+        out["worker_rss_mib"] = svc.worker_rss_mib()
+    return out
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="upload for the load")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results")
+    parser.add_argument("--quick", action="store_true", help="short runs (CI): no targets read")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--overload", type=int, default=64, help="clients of the overload run")
+    parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for the service")
+    args = parser.parse_args(argv)
+    args.seconds = 3.0 if args.quick else 20.0
+    args.requests = 60 if args.quick else 5000
+    args.raw_seconds = 1.0 if args.quick else 8.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = len(os.sched_getaffinity(0))
+    env = dict(item.split("=", 1) for item in args.env)
+    env.setdefault("LUNGSEG_MODELS_DIR", str(args.models))
+    env.setdefault("LUNGSEG_DATABASE_URL", f"sqlite:///{args.out / 'bench.db'}")
+    report = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": threads,
+            "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
+            "providers": ort.get_available_providers(),
+        },
+        "raw": raw_runs(args.models, args.raw_seconds, threads),
+        "service": service_runs(args, env),
+    }
+    print_report(report)
+    stamp = report["when"].replace(":", "").replace("-", "")
+    (args.out / f"bench-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
+    with (args.out / "history.jsonl").open("a") as history:
+        history.write(json.dumps(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
