@@ -46,6 +46,8 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             settings.providers,
             settings.threads_per_inference,
             settings.max_pixels,
+            settings.batch_window_ms,
+            settings.max_batch,
         )
         store = RunStore(settings.database_url)
         interrupted = store.mark_interrupted()
@@ -61,6 +63,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             yield
         finally:
             app.state.runner.shutdown()
+            segmenter.close()
             store.engine.dispose()
 
     return lifespan

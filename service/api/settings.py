@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime threads per inference; 0 = cores / max_in_flight"
     )
+    batch_window_ms: float = Field(
+        0.0, ge=0, description="micro-batching window per model (ms); 0 = off (CPU default)"
+    )
+    max_batch: int = Field(32, ge=1, description="most images in one micro-batch")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest upload (bytes)")
     max_pixels: int = Field(
         80_000_000, ge=1, description="largest image, all frames (pixels), checked before decoding"

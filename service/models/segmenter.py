@@ -20,6 +20,7 @@ from service.errors import InvalidParameterError
 from service.imaging import decode
 from service.imaging.types import DecodedImage, Modality
 from service.models.base import Backend, ModelInfo
+from service.models.batching import MicroBatcher
 from service.models.onnx_backend import choose_providers
 from service.models.registry import ModelRegistry
 from service.models.threshold import ThresholdBackend
@@ -98,6 +99,9 @@ class Segmenter:
         providers: ``auto`` (CUDA when available, else CPU), ``cuda`` or ``cpu``.
         intra_op_threads: ONNX Runtime threads per inference (0 = its default).
         max_pixels: largest accepted image (all frames), checked before decompression.
+        batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
+            window run as one batch (micro-batching; worth it on a GPU).
+        max_batch: most images in one micro-batch.
     """
 
     def __init__(
@@ -106,12 +110,22 @@ class Segmenter:
         providers: str = "auto",
         intra_op_threads: int = 0,
         max_pixels: int = 80_000_000,
+        batch_window_ms: float = 0.0,
+        max_batch: int = 32,
     ) -> None:
         self.max_pixels = max_pixels
         self.registry = (
             ModelRegistry.load(models_dir, choose_providers(providers), intra_op_threads)
             if models_dir is not None
             else ModelRegistry()
+        )
+        self.batched: dict[str, MicroBatcher] = (
+            {
+                n: MicroBatcher(b, batch_window_ms, max_batch)
+                for n, b in self.registry.models.items()
+            }
+            if batch_window_ms > 0
+            else {}
         )
         self.thresholds: dict[Modality, ThresholdBackend] = {
             "cxr": ThresholdBackend("cxr"),
@@ -125,7 +139,7 @@ class Segmenter:
         name = f"{kind}-{modality}"
         found = self.registry.find(kind, modality)
         if found is not None:
-            return found, None
+            return self.batched.get(found.info.name, found), None
         reason = self.registry.unavailable.get(name, "it is not installed")
         return self.thresholds[modality], f"model {name} is unavailable ({reason}); ran threshold"
 
@@ -168,6 +182,11 @@ class Segmenter:
             total=total_stats([f.stats for f in frames]),
             timings_ms=clock.total(),
         )
+
+    def close(self) -> None:
+        """Stop the micro-batching threads."""
+        for batcher in self.batched.values():
+            batcher.close()
 
     @staticmethod
     def _frame(
