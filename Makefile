@@ -7,8 +7,12 @@ DATA ?= ../shared/data
 MODELS ?= models
 export LUNGSEG_HOST ?= 127.0.0.1
 export LUNGSEG_PORT ?= 8000
+CHROMIUM ?= /usr/bin/chromium
+RUN ?= latest
+REPORT_SET ?= $(DATA)/cxr-covid19-gb
+REPORT_OUT ?= build/report
 
-.PHONY: help install install-dev serve test test-fast lint format bench train export openapi report clean
+.PHONY: help install install-dev browser-deps serve test test-fast lint format bench train export openapi report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -32,7 +36,15 @@ install-dev: $(VENV)/.installed-dev  ## set up everything: service, training, te
 serve: install  ## run the service with the bundled models on $LUNGSEG_HOST:$LUNGSEG_PORT
 	$(BIN)/python -m service.api
 
-test: install-dev  ## run the whole test suite
+browser-deps:  ## Debian's chromium for the browser tests (apt-get when missing and root)
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "no $(CHROMIUM) and not root: the browser tests will be skipped"; \
+	fi
+
+test: install-dev browser-deps  ## run the whole test suite (browser tests in headless chromium)
 	$(BIN)/python -m pytest
 
 lint: install-dev  ## ruff + mypy
@@ -52,6 +64,9 @@ train: install-dev  ## small CPU training run of every network (minutes), checkp
 
 export: install-dev  ## export the checkpoints of runs/small to ONNX + model cards in build/models
 	$(BIN)/python -m export --runs runs/small --data $(DATA) --out build/models
+
+report: install-dev  ## HTML report of a benchmark run: RUN=<id|run.json|latest> REPORT_SET=<set dir>
+	$(BIN)/python -m service.report --run $(RUN) --set $(REPORT_SET) --out $(REPORT_OUT)
 
 openapi: install-dev  ## regenerate openapi/openapi.json from the app
 	$(BIN)/python -m service.api.openapi_dump openapi/openapi.json

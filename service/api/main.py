@@ -12,7 +12,16 @@ from service.api import errors
 from service.api.lifespan import lifespan_for
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.routers import benchmark, docs, health, models, segment
+from service.api.routers import (
+    benchmark,
+    dashboard_data,
+    docs,
+    health,
+    models,
+    pages,
+    render,
+    segment,
+)
 from service.api.settings import Settings, get_settings
 
 STATIC = Path(__file__).parent / "static"
@@ -41,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics.create()
     errors.install(app)
-    for router in (segment.router, models.router, benchmark.router, health.router, docs.router):
+    routers = (segment.router, render.router, models.router, dashboard_data.router)
+    for router in (*routers, benchmark.router, health.router, docs.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, settings=settings)

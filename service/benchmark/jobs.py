@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
@@ -27,14 +28,17 @@ def score_models(
     Returns:
         ``{"set": name, "entries": [...]}``, one entry per (model, modality): the model that ran
         (``fallback`` says why when it is not the one asked for), ``summary`` (all / covid /
-        non_covid) and per-image ``rows``.
+        non_covid), per-image ``rows`` and ``timing``: the wall time of the evaluation (decode,
+        inference, scoring) per image and in total, in milliseconds.
     """
     entries = []
     for modality in sorted({s.modality for s in labelled.samples}):
         samples = [s for s in labelled.samples if s.modality == modality]
         for kind in models:
             backend, fallback = segmenter.backend_for(kind, modality)
+            start = time.perf_counter()
             rows = evaluate(backend, samples)
+            elapsed_ms = (time.perf_counter() - start) * 1000
             entries.append(
                 {
                     "requested": kind,
@@ -43,6 +47,11 @@ def score_models(
                     "fallback": fallback,
                     "summary": summarise(rows),
                     "rows": [r.to_dict() for r in rows],
+                    "timing": {
+                        "ms_per_image": elapsed_ms / max(len(samples), 1),
+                        "total_ms": elapsed_ms,
+                        "n_images": len(samples),
+                    },
                 }
             )
     return {"set": labelled.name, "layout": labelled.layout, "entries": entries}

@@ -67,10 +67,10 @@ def test_unet_beats_threshold_on_real_images(client, data_dir):
 
 
 def test_ct_dicom_reports_physical_areas(client, data_dir):
-    body = post(client, data_dir / "files/dicom/693_J2KR.dcm").json()
+    body = post(client, data_dir / "files/dicom/CT_small.dcm").json()  # a chest CT crop
     assert body["modality"] == "ct"
-    assert (body["height"], body["width"]) == (512, 512)
-    pixel_mm2 = 0.478516**2
+    assert (body["height"], body["width"]) == (128, 128)
+    pixel_mm2 = 0.661468**2
     assert body["lung_area_px"] > 0
     assert body["lung_area_mm2"] == pytest.approx(body["lung_area_px"] * pixel_mm2)
     assert body["infection_area_mm2"] == pytest.approx(body["infection_area_px"] * pixel_mm2)
