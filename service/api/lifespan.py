@@ -48,6 +48,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             settings.max_pixels,
             settings.batch_window_ms,
             settings.max_batch,
+            settings.precision,
         )
         store = RunStore(settings.database_url)
         interrupted = store.mark_interrupted()

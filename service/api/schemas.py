@@ -74,6 +74,7 @@ class ModelEntry(BaseModel):
     kind: str
     modality: str
     provider: str
+    precision: str = Field(description="the ONNX variant served: fp32, int8 or fp16")
     card: dict[str, Any]
 
 

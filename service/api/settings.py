@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime execution provider: auto = CUDA when available"
     )
+    precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        "auto",
+        description="model variant: auto = int8 on CPU / fp16 on CUDA where the card accepts it",
+    )
     intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime threads per inference; 0 = cores / max_in_flight"
     )

@@ -35,6 +35,16 @@ def latest_versions(models_dir: Path) -> dict[str, Path]:
     return found
 
 
+def _load(directory: Path, providers: list[str], threads: int, precision: str) -> OnnxBackend:
+    try:
+        return OnnxBackend(directory, providers, threads, precision=precision)
+    except ModelLoadError as err:
+        if precision in ("auto", "fp32"):
+            raise
+        log.warning("%s: %s; loading fp32", directory.parent.name, err)
+        return OnnxBackend(directory, providers, threads, precision="fp32")
+
+
 @dataclass
 class ModelRegistry:
     """Loaded ONNX backends by name (``unet-cxr`` ...) and the models that failed, with why."""
@@ -48,8 +58,13 @@ class ModelRegistry:
         models_dir: Path,
         providers: list[str],
         intra_op_threads: int = 0,
+        precision: str = "auto",
     ) -> ModelRegistry:
-        """Load every model of ``models_dir``; failures are recorded, never raised."""
+        """Load every model of ``models_dir``; failures are recorded, never raised.
+
+        ``precision`` picks the ONNX variant (see ``OnnxBackend``); a model without the asked
+        variant is loaded in fp32 instead.
+        """
         registry = cls()
         if not models_dir.is_dir():
             log.warning(
@@ -60,7 +75,7 @@ class ModelRegistry:
                 registry.unavailable[name] = f"{directory.name}/{CARD_FILE} is missing"
                 continue
             try:
-                backend = OnnxBackend(directory, providers, intra_op_threads)
+                backend = _load(directory, providers, intra_op_threads, precision)
             except ModelLoadError as err:
                 registry.unavailable[name] = str(err)
                 log.error("model %s unavailable: %s", name, err)

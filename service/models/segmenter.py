@@ -102,6 +102,8 @@ class Segmenter:
         batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
             window run as one batch (micro-batching; worth it on a GPU).
         max_batch: most images in one micro-batch.
+        precision: ONNX variant to serve: ``auto`` (accepted int8 on CPU / fp16 on CUDA, else
+            fp32), ``fp32``, ``int8`` or ``fp16``.
     """
 
     def __init__(
@@ -112,10 +114,11 @@ class Segmenter:
         max_pixels: int = 80_000_000,
         batch_window_ms: float = 0.0,
         max_batch: int = 32,
+        precision: str = "auto",
     ) -> None:
         self.max_pixels = max_pixels
         self.registry = (
-            ModelRegistry.load(models_dir, choose_providers(providers), intra_op_threads)
+            ModelRegistry.load(models_dir, choose_providers(providers), intra_op_threads, precision)
             if models_dir is not None
             else ModelRegistry()
         )

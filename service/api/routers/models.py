@@ -21,6 +21,7 @@ def list_models(segmenter: SegmenterDep) -> ModelsResponse:
             kind=b.info.kind,
             modality=b.info.modality,
             provider=b.provider,
+            precision=b.precision,
             card=b.card.to_dict(),
         )
         for b in segmenter.registry.models.values()
