@@ -76,6 +76,17 @@ def test_to_masks_upsamples_and_restricts_infection_to_lung():
     assert masks.infection[:3, :3].all()
 
 
+def test_infection_specks_below_a_fraction_of_the_lung_are_dropped():
+    probs = np.zeros((2, 10, 10), dtype=np.float32)
+    probs[0, :, :] = 0.9  # lung: all 100 px
+    probs[1, 0:3, 0:3] = 0.9  # 9 px lesion
+    probs[1, 8, 8] = 0.9  # 1 px speck
+    kept = postprocess.to_masks(probs, (10, 10), PostprocessParams(min_infection_fraction=0.05))
+    assert kept.infection.sum() == 9 and not kept.infection[8, 8]
+    everything = postprocess.to_masks(probs, (10, 10), PostprocessParams())
+    assert everything.infection.sum() == 10
+
+
 def test_infection_percent_and_areas():
     lung = np.zeros((4, 4), dtype=bool)
     lung[:, :2] = True  # 8 px

@@ -90,6 +90,8 @@ class PostprocessParams:
         min_component_fraction: drop lung components smaller than this fraction of the largest.
         fill_holes: fill holes inside each lung component.
         infection_in_lung: restrict infection to the (post-processed) lung mask.
+        min_infection_fraction: drop infection components smaller than this fraction of the lung
+            area (specks of a few pixels on healthy lungs); 0 keeps everything.
     """
 
     threshold: float = 0.5
@@ -97,6 +99,7 @@ class PostprocessParams:
     min_component_fraction: float = 0.1
     fill_holes: bool = True
     infection_in_lung: bool = True
+    min_infection_fraction: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

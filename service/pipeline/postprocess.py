@@ -57,6 +57,17 @@ def largest_components(mask: np.ndarray, keep: int, min_fraction: float) -> np.n
     return np.isin(labels, kept)
 
 
+def drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """Remove 8-connected components of a bool mask with fewer than ``min_area`` pixels."""
+    if min_area <= 0 or not mask.any():
+        return mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
+    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    return np.isin(labels, keep)
+
+
 def clean_lung(mask: np.ndarray, params: PostprocessParams) -> np.ndarray:
     """Anatomical cleanup of a bool lung mask: largest components, then hole filling."""
     cleaned = largest_components(mask, params.lung_components, params.min_component_fraction)
@@ -81,4 +92,5 @@ def to_masks(probabilities: np.ndarray, size: tuple[int, int], params: Postproce
     infection = full[1] >= params.threshold
     if params.infection_in_lung:
         infection &= lung
+    infection = drop_small(infection, params.min_infection_fraction * np.count_nonzero(lung))
     return Masks(lung=lung, infection=infection)
