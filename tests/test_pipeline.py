@@ -87,6 +87,21 @@ def test_infection_specks_below_a_fraction_of_the_lung_are_dropped():
     assert everything.infection.sum() == 10
 
 
+def test_lung_components_without_air_are_dropped_when_hu_are_known():
+    probs = np.zeros((2, 8, 12), dtype=np.float32)
+    probs[0, 1:7, 1:5] = 0.9  # a real lung: air
+    probs[0, 1:7, 7:11] = 0.9  # "lung" on muscle
+    probs[1, 2:4, 2:4] = 0.9
+    hu = np.full((8, 12), 40.0, dtype=np.float32)
+    hu[:, :6] = -850.0
+    params = PostprocessParams(min_lung_air_fraction=0.3)
+    masks = postprocess.to_masks(probs, (8, 12), params, hu)
+    assert masks.lung[:, :6].sum() == 24 and not masks.lung[:, 6:].any()
+    assert masks.infection.sum() == 4
+    no_hu = postprocess.to_masks(probs, (8, 12), params)  # 8-bit input: no check possible
+    assert no_hu.lung.sum() == 48
+
+
 def test_infection_percent_and_areas():
     lung = np.zeros((4, 4), dtype=bool)
     lung[:, :2] = True  # 8 px

@@ -165,14 +165,14 @@ class Segmenter:
         clock = clock or _Clock()
         resolved = resolve_modality(image, modality)
         backend, fallback = self.backend_for(model, resolved)
-        size = (image.height, image.width)
         inputs = clock.run(
             "preprocess",
             lambda: [backend.prepare(image.frame(i), image.units) for i in range(image.n_frames)],
         )
         probs = clock.run("infer", lambda: backend.infer(inputs))
         frames = clock.run(
-            "postprocess", lambda: [self._frame(p, size, backend, image) for p in probs]
+            "postprocess",
+            lambda: [self._frame(p, i, backend, image) for i, p in enumerate(probs)],
         )
         return Segmentation(
             modality=resolved,
@@ -192,8 +192,8 @@ class Segmenter:
             batcher.close()
 
     @staticmethod
-    def _frame(
-        probs: np.ndarray, size: tuple[int, int], backend: Backend, image: DecodedImage
-    ) -> FrameResult:
-        masks = to_masks(probs, size, backend.postprocess)
+    def _frame(probs: np.ndarray, index: int, backend: Backend, image: DecodedImage) -> FrameResult:
+        size = (image.height, image.width)
+        hu = image.frame(index) if image.units == "hu" else None
+        masks = to_masks(probs, size, backend.postprocess, hu)
         return FrameResult(masks, infection_stats(masks.lung, masks.infection, image.spacing_mm))

@@ -92,6 +92,10 @@ class PostprocessParams:
         infection_in_lung: restrict infection to the (post-processed) lung mask.
         min_infection_fraction: drop infection components smaller than this fraction of the lung
             area (specks of a few pixels on healthy lungs); 0 keeps everything.
+        min_lung_air_fraction: where Hounsfield units are known (CT DICOM), drop lung components
+            in which fewer than this fraction of pixels are air (below ``lung_air_hu``): a lung
+            holds air, muscle or bowel do not. 0 disables the check.
+        lung_air_hu: the HU below which a pixel counts as air for that check.
     """
 
     threshold: float = 0.5
@@ -100,6 +104,8 @@ class PostprocessParams:
     fill_holes: bool = True
     infection_in_lung: bool = True
     min_infection_fraction: float = 0.0
+    min_lung_air_fraction: float = 0.0
+    lung_air_hu: float = -500.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

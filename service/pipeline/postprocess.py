@@ -68,27 +68,53 @@ def drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-def clean_lung(mask: np.ndarray, params: PostprocessParams) -> np.ndarray:
-    """Anatomical cleanup of a bool lung mask: largest components, then hole filling."""
+def airless_removed(
+    mask: np.ndarray, hu: np.ndarray, air_hu: float, min_fraction: float
+) -> np.ndarray:
+    """Drop components of a bool mask whose pixels are air (``hu < air_hu``) less than
+    ``min_fraction`` of the time; ``hu`` is the float ``(H, W)`` frame in Hounsfield units."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    air = np.bincount(labels.ravel(), weights=(hu < air_hu).ravel(), minlength=count)
+    keep = [i for i in range(1, count) if air[i] >= min_fraction * sizes[i]]
+    return np.isin(labels, keep)
+
+
+def clean_lung(
+    mask: np.ndarray, params: PostprocessParams, hu: np.ndarray | None = None
+) -> np.ndarray:
+    """Anatomical cleanup of a bool lung mask: components without air (when HU are known),
+    the largest components, then hole filling."""
+    if hu is not None and params.min_lung_air_fraction > 0:
+        mask = airless_removed(mask, hu, params.lung_air_hu, params.min_lung_air_fraction)
     cleaned = largest_components(mask, params.lung_components, params.min_component_fraction)
     if params.fill_holes:
         cleaned = fill_holes(cleaned)
     return cleaned
 
 
-def to_masks(probabilities: np.ndarray, size: tuple[int, int], params: PostprocessParams) -> Masks:
+def to_masks(
+    probabilities: np.ndarray,
+    size: tuple[int, int],
+    params: PostprocessParams,
+    hu: np.ndarray | None = None,
+) -> Masks:
     """Turn model probabilities into final masks.
 
     Args:
         probabilities: float ``(2, h, w)`` in [0, 1]; channel 0 lung, channel 1 infection.
         size: the input image's ``(height, width)``; masks come back in exactly that size.
         params: the model card's postprocessing parameters.
+        hu: the frame in Hounsfield units, float ``size``, when known (CT DICOM): enables the
+            lung-holds-air check of ``params.min_lung_air_fraction``.
 
     Returns:
         :class:`Masks` with bool ``(height, width)`` arrays.
     """
     full = upsample(probabilities, size)
-    lung = clean_lung(full[0] >= params.threshold, params)
+    lung = clean_lung(full[0] >= params.threshold, params, hu)
     infection = full[1] >= params.threshold
     if params.infection_in_lung:
         infection &= lung
