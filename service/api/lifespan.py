@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import cv2
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +41,9 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start = time.perf_counter()
+        # OpenCV's own thread pool would multiply with the concurrent inferences: one thread
+        # per inference keeps threads x in-flight inferences <= cores.
+        cv2.setNumThreads(settings.threads_per_inference)
         segmenter = await run_in_threadpool(
             Segmenter,
             settings.models_dir,
