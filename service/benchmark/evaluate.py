@@ -80,7 +80,8 @@ def score_sample(backend: Backend, sample: Sample, probs: np.ndarray) -> ImageSc
     """Score a backend's ``(2, h, w)`` probabilities for ``sample`` at the image's own size."""
     image = load_image(sample)
     size = (image.height, image.width)
-    masks = to_masks(probs, size, backend.postprocess)
+    hu = image.frame(0) if image.units == "hu" else None
+    masks = to_masks(probs, size, backend.postprocess, hu)
     full = upsample(probs, size)
     lung_ref = load_mask(sample.lung, size)
     inf_ref = load_mask(sample.infection, size)
