@@ -1,0 +1,5 @@
+"""Entry point of ``python -m export`` (see :mod:`export.cli`)."""
+
+from export.cli import main
+
+raise SystemExit(main())
