@@ -1,40 +1,81 @@
-"""Admission control: bounded in-flight work, bounded queue, immediate refusal beyond."""
+"""Admission control and the Segmenter's concurrency gates."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
+import numpy as np
 import pytest
 
 from service.api.admission import Admission
 from service.api.errors import Overloaded
+from service.imaging.types import DecodedImage
+from service.models.base import ModelInfo
+from service.models.segmenter import Segmenter
+from service.pipeline.params import PostprocessParams
 
 
-def test_refuses_beyond_slots_plus_queue_and_recovers():
-    async def scenario() -> tuple[int, int, int]:
-        gate = Admission(in_flight=2, queue=1, retry_after_s=5)
+def test_refuses_beyond_the_limit_and_recovers_at_once():
+    async def scenario() -> tuple[int, int]:
+        gate = Admission(limit=3, retry_after_s=5)
         release = asyncio.Event()
-        peak = 0
 
         async def work() -> str:
-            nonlocal peak
             async with gate.slot():
-                peak = max(peak, gate.running)
                 await release.wait()
             return "ok"
 
         tasks = [asyncio.create_task(work()) for _ in range(3)]
         await asyncio.sleep(0)
-        assert (gate.admitted, gate.running) == (3, 2)
+        assert gate.admitted == 3 and gate.full
         with pytest.raises(Overloaded) as refused:
             async with gate.slot():
                 pass
         assert refused.value.retry_after_s == 5
         release.set()
-        results = await asyncio.gather(*tasks)
-        assert results == ["ok"] * 3
+        assert await asyncio.gather(*tasks) == ["ok"] * 3
         async with gate.slot():  # load gone: admitted again at once
-            pass
-        return peak, gate.admitted, gate.running
+            inside = gate.admitted
+        return inside, gate.admitted
 
-    assert asyncio.run(scenario()) == (2, 0, 0)
+    assert asyncio.run(scenario()) == (1, 0)
+
+
+class SlowBackend:
+    """Records how many inferences overlap."""
+
+    info = ModelInfo("slow-cxr", "0", "unet", "cxr")
+    postprocess = PostprocessParams()
+    provider = "test"
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def prepare(self, frame, units):
+        return frame
+
+    def infer(self, inputs):
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+        return [np.zeros((2, 8, 8), np.float32) for _ in inputs]
+
+
+def test_segmenter_bounds_concurrent_inferences():
+    segmenter = Segmenter(None, max_inferences=2, cpu_stages=2)
+    backend = SlowBackend()
+    segmenter.backend_for = lambda kind, modality: (backend, None)  # type: ignore[method-assign]
+    image = DecodedImage(np.zeros((1, 8, 8), np.float32), "display", None, "png")
+    threads = [threading.Thread(target=segmenter.segment_image, args=(image,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert backend.peak == 2

@@ -1,52 +1,70 @@
-"""Admission control: a bounded number of inferences in flight and a short bounded queue.
+"""Admission control: a bounded number of requests per worker, refused at once beyond it.
 
-Past ``in_flight + queue`` waiting requests the next one is refused at once (503 with
-Retry-After) instead of joining an ever-growing queue, so admitted requests keep a bounded
-latency under overload.
+The ``Segmenter`` bounds the inferences that run at once (``LUNGSEG_MAX_IN_FLIGHT``); here
+the requests a worker holds in all (running or waiting: ``in_flight + queue``) are bounded.
+Past the bound the next request gets 503 with Retry-After at once, before its upload is even
+read, instead of joining an ever-growing queue, so admitted requests keep a bounded latency.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from service.api.errors import Overloaded
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.errors import Overloaded, problem
+
+GATED_PATHS = frozenset({"/v1/segment", "/v1/render"})
 
 
 class Admission:
-    """Gate for inference work inside one event loop (one uvicorn worker)."""
+    """Counts the admitted requests of one event loop (one uvicorn worker)."""
 
-    def __init__(self, in_flight: int, queue: int, retry_after_s: int = 1) -> None:
-        self.capacity = in_flight
-        self.limit = in_flight + queue
+    def __init__(self, limit: int, retry_after_s: int = 1) -> None:
+        self.limit = limit
         self.retry_after_s = retry_after_s
-        self._slots = asyncio.Semaphore(in_flight)
         self._admitted = 0
-        self._running = 0
 
     @property
     def admitted(self) -> int:
-        """Requests running or waiting for a slot."""
+        """Requests running or waiting."""
         return self._admitted
 
     @property
-    def running(self) -> int:
-        """Requests holding an inference slot now."""
-        return self._running
+    def full(self) -> bool:
+        return self._admitted >= self.limit
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold an inference slot; raises :class:`Overloaded` when the queue is full."""
-        if self._admitted >= self.limit:
+        """Hold an admission; raises :class:`Overloaded` when the worker is full."""
+        if self.full:
             raise Overloaded(self.retry_after_s)
         self._admitted += 1
         try:
-            async with self._slots:
-                self._running += 1
-                try:
-                    yield
-                finally:
-                    self._running -= 1
+            yield
         finally:
             self._admitted -= 1
+
+
+class EarlyRejectMiddleware:
+    """503 for gated routes while the worker is full, without reading the request body.
+
+    Refusing costs next to nothing this way, so overload does not eat the CPU that admitted
+    requests need. Handlers still take their admission (``Admission.slot``) after reading.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in GATED_PATHS:
+            admission = getattr(scope["app"].state, "admission", None)
+            if isinstance(admission, Admission) and admission.full:
+                response = problem(
+                    503, "the service is at capacity; retry later", "overloaded", scope["path"]
+                )
+                response.headers["Retry-After"] = str(admission.retry_after_s)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -53,6 +53,8 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             settings.batch_window_ms,
             settings.max_batch,
             settings.precision,
+            settings.in_flight_limit,
+            settings.cores,
         )
         store = RunStore(settings.database_url)
         interrupted = store.mark_interrupted()
@@ -61,7 +63,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         app.state.segmenter = segmenter
         app.state.runner = BenchmarkRunner(store, segmenter)
         app.state.admission = Admission(
-            settings.in_flight_limit, settings.queue_limit, settings.retry_after_s
+            settings.in_flight_limit + settings.queue_limit, settings.retry_after_s
         )
         _report(segmenter, app.state.metrics, time.perf_counter() - start)
         try:

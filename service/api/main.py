@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service import NOT_A_MEDICAL_DEVICE, __version__
 from service.api import errors
+from service.api.admission import EarlyRejectMiddleware
 from service.api.lifespan import lifespan_for
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
@@ -55,5 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(EarlyRejectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

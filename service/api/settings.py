@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     )
     max_in_flight: int = Field(0, ge=0, description="concurrent inferences; 0 = number of cores")
     max_queue: int = Field(
-        0, ge=0, description="requests waiting for an inference slot; 0 = 4 per core"
+        0, ge=0, description="further requests a worker holds (waiting); 0 = 4 per core"
     )
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 when saturated")
     database_url: str = Field(

@@ -8,8 +8,10 @@ measure, timing each stage. Encoding (RLE/PNG) is left to the caller.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -58,20 +60,26 @@ class Segmentation:
 
 
 class _Clock:
-    """Accumulates wall time per stage in milliseconds."""
+    """Accumulates wall time per stage in milliseconds (waiting for a gate not counted)."""
 
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
         self._start = time.perf_counter()
 
-    def run(self, stage: str, fn: Callable[[], T]) -> T:
-        begin = time.perf_counter()
-        result = fn()
-        self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - begin) * 1000
+    def run(self, stage: str, fn: Callable[[], T], gate: AbstractContextManager[object]) -> T:
+        with gate:
+            begin = time.perf_counter()
+            result = fn()
+            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - begin) * 1000
         return result
 
     def total(self) -> dict[str, float]:
         return {**self.ms, "total": (time.perf_counter() - self._start) * 1000}
+
+
+def _gate(limit: int) -> AbstractContextManager[object]:
+    """A semaphore admitting ``limit`` threads at once, or no gate for 0."""
+    return threading.BoundedSemaphore(limit) if limit > 0 else nullcontext()
 
 
 def resolve_modality(image: DecodedImage, asked: ModalityChoice) -> Modality:
@@ -102,6 +110,10 @@ class Segmenter:
         batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
             window run as one batch (micro-batching; worth it on a GPU).
         max_batch: most images in one micro-batch.
+        max_inferences: inferences that may run at once (0 = no limit); with
+            ``intra_op_threads`` it keeps ONNX Runtime threads within the cores.
+        cpu_stages: decode/pre/postprocessing steps that may run at once (0 = no limit), so
+            that they neither oversubscribe the cores nor hold many decoded images in memory.
         precision: ONNX variant to serve: ``auto`` (accepted int8 on CPU / fp16 on CUDA, else
             fp32), ``fp32``, ``int8`` or ``fp16``.
     """
@@ -115,8 +127,12 @@ class Segmenter:
         batch_window_ms: float = 0.0,
         max_batch: int = 32,
         precision: str = "auto",
+        max_inferences: int = 0,
+        cpu_stages: int = 0,
     ) -> None:
         self.max_pixels = max_pixels
+        self._infer_gate = _gate(max_inferences)
+        self._cpu_gate = _gate(cpu_stages)
         self.registry = (
             ModelRegistry.load(models_dir, choose_providers(providers), intra_op_threads, precision)
             if models_dir is not None
@@ -151,7 +167,9 @@ class Segmenter:
     ) -> Segmentation:
         """Decode and segment an upload (DICOM, PNG or JPEG bytes); every frame is segmented."""
         clock = _Clock()
-        image = clock.run("decode", lambda: decode(data, max_pixels=self.max_pixels))
+        image = clock.run(
+            "decode", lambda: decode(data, max_pixels=self.max_pixels), self._cpu_gate
+        )
         return self.segment_image(image, modality, model, clock)
 
     def segment_image(
@@ -168,11 +186,13 @@ class Segmenter:
         inputs = clock.run(
             "preprocess",
             lambda: [backend.prepare(image.frame(i), image.units) for i in range(image.n_frames)],
+            self._cpu_gate,
         )
-        probs = clock.run("infer", lambda: backend.infer(inputs))
+        probs = clock.run("infer", lambda: backend.infer(inputs), self._infer_gate)
         frames = clock.run(
             "postprocess",
             lambda: [self._frame(p, i, backend, image) for i, p in enumerate(probs)],
+            self._cpu_gate,
         )
         return Segmentation(
             modality=resolved,

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,20 @@ def raw_runs(models: Path, seconds: float, threads: int) -> list[dict[str, Any]]
     return results
 
 
+def served_precisions(host: str, port: int) -> dict[str, str]:
+    """``{model name: precision}`` the running service reports in ``/v1/models``."""
+    with urllib.request.urlopen(f"http://{host}:{port}/v1/models", timeout=10) as response:
+        models = json.loads(response.read())["models"]
+    return {m["name"]: m["precision"] for m in models}
+
+
 def service_runs(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     """Start-up, load at each concurrency, overload and recovery, worker RSS."""
     payload = args.image.read_bytes()
     out: dict[str, Any] = {"env": env, "image": args.image.name, "load": []}
     with running_service(env, args.out / "service.log") as svc:
         out["startup_s"] = svc.startup_s
+        out["served"] = served_precisions(svc.host, svc.port)
         request = multipart_request(svc.host, svc.port, "/v1/segment", args.image.name, payload)
 
         def load(concurrency: int, requests: int, seconds: float) -> dict[str, Any]:

@@ -8,11 +8,21 @@ from typing import Any
 log = logging.getLogger("lungseg.perf")
 
 
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+
+
+def variant(file: str) -> str:
+    """``model.int8.onnx`` -> ``int8``; ``model.onnx`` -> ``fp32``."""
+    return next((k for k, v in FILES.items() if v == file), file)
+
+
 def efficiency(report: dict[str, Any], model: str = "unet-cxr") -> float | None:
-    """Service req/s at concurrency 4 / raw img/s of the fp32 model (batch 1, all cores)."""
-    raw = next(
-        (r for r in report["raw"] if r["model"] == model and r["file"] == "model.onnx"), None
-    )
+    """Service req/s at concurrency 4 / raw img/s of the same model file (batch 1, all cores).
+
+    The file is the variant the service reported serving (``/v1/models`` precision).
+    """
+    served = FILES.get(report["service"].get("served", {}).get(model, "fp32"), "model.onnx")
+    raw = next((r for r in report["raw"] if r["model"] == model and r["file"] == served), None)
     c4 = next((x for x in report["service"]["load"] if x["concurrency"] == 4), None)
     if raw is None or c4 is None or not raw["img_per_s"]:
         return None
@@ -28,13 +38,18 @@ def print_report(report: dict[str, Any]) -> None:
         f"{'raw ONNX Runtime':<28}{'img/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'RSS MiB':>9}",
     ]
     for r in report["raw"]:
-        name = f"{r['model']} {r['file'].removeprefix('model').strip('.') or 'fp32'}"
+        name = f"{r['model']} {variant(r['file'])}"
         lines.append(
-            f"{name.replace('onnx', '').strip():<28}{r['img_per_s']:>9.1f}"
+            f"{name:<28}{r['img_per_s']:>9.1f}"
             f"{r['latency_ms']['p50']:>9.1f}{r['latency_ms']['p99']:>9.1f}{r['peak_rss_mib']:>9.0f}"
         )
     svc = report["service"]
-    lines += ["", f"service (POST /v1/segment, {svc['image']}), start-up {svc['startup_s']:.2f} s"]
+    served = ", ".join(f"{k} {v}" for k, v in sorted(svc.get("served", {}).items()))
+    lines += [
+        "",
+        f"service (POST /v1/segment, {svc['image']}), start-up {svc['startup_s']:.2f} s",
+        f"served: {served}",
+    ]
     lines.append(
         f"{'clients':<9}{'req/s':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'ok':>7}{'503':>6}{'err':>6}"
     )
@@ -48,5 +63,6 @@ def print_report(report: dict[str, Any]) -> None:
     rss = ", ".join(f"{x:.0f}" for x in svc["worker_rss_mib"])
     eff = efficiency(report)
     lines.append(f"worker RSS MiB: {rss}")
-    lines.append(f"serving efficiency (c=4 req/s / raw img/s): {eff:.2f}" if eff else "")
+    if eff is not None:
+        lines.append(f"serving efficiency, unet-cxr (c=4 req/s / raw img/s, same file): {eff:.2f}")
     log.info("\n".join(lines))

@@ -85,7 +85,7 @@ def test_modality_contradicting_dicom_is_422(client, data_dir):
 
 
 def test_saturated_service_answers_503_with_retry_after(client, data_dir):
-    client.app.state.admission = Admission(in_flight=0, queue=0, retry_after_s=3)
+    client.app.state.admission = Admission(limit=0, retry_after_s=3)
     data = (data_dir / "files/dicom/CT_small.dcm").read_bytes()
     response = upload(client, data, "ct.dcm")
     assert_problem(response, 503, "capacity")

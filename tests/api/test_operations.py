@@ -36,7 +36,8 @@ def test_broken_model_is_reported_and_falls_back(make_client, tmp_path, data_dir
     models = tmp_path / "models"
     shutil.copytree(REPO_ROOT / "models", models)
     (version_dir,) = [p for p in (models / "unet-ct").iterdir() if p.is_dir()]
-    (version_dir / "model.onnx").write_bytes(b"not an onnx file")
+    for onnx_file in version_dir.glob("model*.onnx"):  # whichever variant is served
+        onnx_file.write_bytes(b"not an onnx file")
     client = make_client(models_dir=models)
     unavailable = client.get("/v1/models").json()["unavailable"]
     assert "sha256" in unavailable["unet-ct"]
