@@ -40,6 +40,13 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | holes
 
 
+def _select(labels: np.ndarray, count: int, keep: list[int]) -> np.ndarray:
+    """Bool mask of the pixels whose label is in ``keep`` (a lookup table, not ``np.isin``)."""
+    table = np.zeros(count, dtype=bool)
+    table[keep] = True
+    return table[labels]
+
+
 def largest_components(mask: np.ndarray, keep: int, min_fraction: float) -> np.ndarray:
     """Keep the ``keep`` largest 8-connected components of a bool mask.
 
@@ -54,7 +61,7 @@ def largest_components(mask: np.ndarray, keep: int, min_fraction: float) -> np.n
     areas = stats[1:, cv2.CC_STAT_AREA]
     order = np.argsort(areas)[::-1][:keep]
     kept = [i + 1 for i in order if areas[i] >= min_fraction * areas[order[0]]]
-    return np.isin(labels, kept)
+    return _select(labels, count, kept)
 
 
 def drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
@@ -65,7 +72,7 @@ def drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
         mask.astype(np.uint8), connectivity=8
     )
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
-    return np.isin(labels, keep)
+    return _select(labels, count, keep)
 
 
 def airless_removed(
@@ -79,7 +86,7 @@ def airless_removed(
     sizes = np.bincount(labels.ravel(), minlength=count)
     air = np.bincount(labels.ravel(), weights=(hu < air_hu).ravel(), minlength=count)
     keep = [i for i in range(1, count) if air[i] >= min_fraction * sizes[i]]
-    return np.isin(labels, keep)
+    return _select(labels, count, keep)
 
 
 def clean_lung(
