@@ -43,7 +43,11 @@ def score_models(
                 {
                     "requested": kind,
                     "modality": modality,
-                    "model": {**asdict(backend.info), "provider": backend.provider},
+                    "model": {
+                        **asdict(backend.info),
+                        "provider": backend.provider,
+                        "precision": getattr(backend, "precision", "fp32"),
+                    },
                     "fallback": fallback,
                     "summary": summarise(rows),
                     "rows": [r.to_dict() for r in rows],
