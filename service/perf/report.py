@@ -52,14 +52,18 @@ def print_report(report: dict[str, Any]) -> None:
     ]
     lines.append(
         f"{'clients':<9}{'req/s':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'ok':>7}{'503':>6}{'err':>6}"
+        f"{'503 p50':>9}{'503 p99':>9}"
     )
     for row in [*svc["load"], svc["overload"], svc["recovery"]]:
         ms = row["latency_ms"]
         lines.append(
             f"{row['concurrency']:<9}{row['req_per_s']:>8.1f}{ms['p50']:>8.1f}{ms['p95']:>8.1f}"
             f"{ms['p99']:>8.1f}{row['ok']:>7}{row['rejected_503']:>6}{row['errors']:>6}"
+            f"{row['rejected_latency_ms']['p50']:>9.1f}{row['rejected_latency_ms']['p99']:>9.1f}"
         )
-    lines.append(f"(rows: {len(svc['load'])} load levels, then overload, then recovery)")
+    lines.append(
+        f"(rows: {len(svc['load'])} load levels, then overload, then recovery; latencies in ms)"
+    )
     rss = ", ".join(f"{x:.0f}" for x in svc["worker_rss_mib"])
     eff = efficiency(report)
     lines.append(f"worker RSS MiB: {rss}")
