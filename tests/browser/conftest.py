@@ -90,9 +90,16 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium through Playwright."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    required = os.environ.get("LUNGSEG_REQUIRE_BROWSER") == "1"  # CI: fail, never skip
     if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make test does)")
+        reason = f"no Chromium at {CHROMIUM}: apt-get install chromium (make test does)"
+        if required:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    if required:
+        import playwright.sync_api as sync_api
+    else:
+        sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
