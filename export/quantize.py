@@ -34,28 +34,17 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from service.benchmark.sets import Sample, load_image, read_set
+from service.benchmark.sets import Sample, load_image, split_samples
 from service.models.card import CARD_FILE, read_card, sha256_of
 from service.models.onnx_backend import OnnxBackend
 from service.models.registry import latest_versions
+from service.pipeline.metrics import pooled_dice
 from service.pipeline.postprocess import to_masks
 from service.pipeline.preprocess import preprocess
 
 log = logging.getLogger(__name__)
 ACCEPT_DICE = 0.99
 VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
-
-
-def split_samples(model_dir: Path, data_root: Path, side: str, limit: int) -> list[Sample]:
-    """Up to ``limit`` samples of the model's ``train`` or ``val`` side, spread over its sets."""
-    split = json.loads((model_dir / "split.json").read_text(encoding="utf-8"))["sets"]
-    chosen: list[Sample] = []
-    for name, parts in split.items():
-        ids = set(parts.get(side, []))
-        if ids and (data_root / name).is_dir():
-            chosen += [s for s in read_set(data_root / name, name).samples if s.id in ids]
-    step = max(1, len(chosen) // limit)
-    return chosen[::step][:limit]
 
 
 class _Reader(CalibrationDataReader):
@@ -94,15 +83,6 @@ def convert_fp16(src: Path, dst: Path) -> None:
     """Half-precision weights and activations; inputs and outputs stay float32."""
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
-
-
-def pooled_dice(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Dice over all pixels of all images together (1.0 when both are empty everywhere)."""
-    inter = sum(int(np.count_nonzero(x & y)) for x, y in zip(a, b, strict=True))
-    total = sum(
-        int(np.count_nonzero(x)) + int(np.count_nonzero(y)) for x, y in zip(a, b, strict=True)
-    )
-    return 1.0 if total == 0 else 2 * inter / total
 
 
 def agreement(model_dir: Path, variant: str, samples: list[Sample]) -> dict[str, Any]:

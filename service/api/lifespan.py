@@ -55,6 +55,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             settings.precision,
             settings.in_flight_limit,
             settings.cores,
+            settings.cuda_options,
         )
         store = RunStore(settings.database_url)
         interrupted = store.mark_interrupted()
@@ -62,9 +63,10 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             log.warning("%d benchmark runs were interrupted by a restart", interrupted)
         app.state.segmenter = segmenter
         app.state.runner = BenchmarkRunner(store, segmenter)
-        app.state.admission = Admission(
-            settings.in_flight_limit + settings.queue_limit, settings.retry_after_s
-        )
+        in_flight = settings.in_flight_limit
+        if segmenter.batched and not settings.max_in_flight:
+            in_flight = max(in_flight, settings.max_batch)  # room to fill a GPU batch
+        app.state.admission = Admission(in_flight + settings.queue_limit, settings.retry_after_s)
         _report(segmenter, app.state.metrics, time.perf_counter() - start)
         try:
             yield

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.models.onnx_backend import DEFAULT_CUDA_OPTIONS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,15 +39,28 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime threads per inference; 0 = cores / max_in_flight"
     )
-    batch_window_ms: float = Field(
-        0.0, ge=0, description="micro-batching window per model (ms); 0 = off (CPU default)"
+    batch_window_ms: float | None = Field(
+        None,
+        ge=0,
+        description="micro-batching window per model (ms); 0 = off; unset = 2 ms on CUDA, "
+        "off on the CPU",
     )
-    max_batch: int = Field(32, ge=1, description="most images in one micro-batch")
+    max_batch: int = Field(32, ge=1, description="most images in one micro-batch / GPU run")
+    cuda_options: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_CUDA_OPTIONS),
+        description='CUDA execution provider options, JSON: {"cudnn_conv_algo_search": '
+        '"EXHAUSTIVE", "prefer_nhwc": "1"}',
+    )
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest upload (bytes)")
     max_pixels: int = Field(
         80_000_000, ge=1, description="largest image, all frames (pixels), checked before decoding"
     )
-    max_in_flight: int = Field(0, ge=0, description="concurrent inferences; 0 = number of cores")
+    max_in_flight: int = Field(
+        0,
+        ge=0,
+        description="concurrent inferences per worker; 0 = its cores (CPU), max_batch where "
+        "micro-batching on a GPU",
+    )
     max_queue: int = Field(
         0, ge=0, description="further requests a worker holds (waiting); 0 = 4 per core"
     )
@@ -69,7 +84,8 @@ class Settings(BaseSettings):
 
     @property
     def cores(self) -> int:
-        return _cores()
+        """The cores one worker may use: the machine's (affinity) shared by the workers."""
+        return max(1, _cores() // self.workers)
 
     @property
     def in_flight_limit(self) -> int:

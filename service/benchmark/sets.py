@@ -20,6 +20,7 @@ Training, export and the benchmark all read sets through this module.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -179,3 +180,16 @@ def load_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
     if mask.shape != shape:
         mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return mask > 127
+
+
+def split_samples(model_dir: Path, data_root: Path, side: str, limit: int) -> list[Sample]:
+    """Up to ``limit`` samples of a model's ``train`` or ``val`` side (its ``split.json``),
+    spread evenly over the sets found under ``data_root``."""
+    split = json.loads((model_dir / "split.json").read_text(encoding="utf-8"))["sets"]
+    chosen: list[Sample] = []
+    for name, parts in split.items():
+        ids = set(parts.get(side, []))
+        if ids and (data_root / name).is_dir():
+            chosen += [s for s in read_set(data_root / name, name).samples if s.id in ids]
+    step = max(1, len(chosen) // limit)
+    return chosen[::step][:limit]

@@ -39,14 +39,40 @@ def auto_precision(card: ModelCard, provider: str) -> str:
     return wanted if isinstance(variant, dict) and variant.get("accepted") else "fp32"
 
 
+# cuDNN tries every convolution algorithm once per input shape and keeps the fastest.
+DEFAULT_CUDA_OPTIONS: dict[str, str] = {"cudnn_conv_algo_search": "EXHAUSTIVE"}
+
+
 def choose_providers(preference: str) -> list[str]:
-    """Execution providers to ask for: ``auto`` (CUDA if built in, then CPU), ``cuda``, ``cpu``."""
+    """Execution providers to ask for: ``auto`` (CUDA if built in, then CPU), ``cuda``, ``cpu``.
+
+    ``cuda`` asks for CUDA alone, so that a model which cannot run there fails to load instead
+    of running on the CPU unnoticed (see ``OnnxBackend``).
+    """
     available = ort.get_available_providers()
     if preference == "cpu":
         return [CPU]
-    if preference == "cuda" and CUDA not in available:
-        raise ModelLoadError(f"CUDA execution provider requested but not available: {available}")
-    return [CUDA, CPU] if CUDA in available else [CPU]
+    if CUDA not in available:
+        if preference == "cuda":
+            raise ModelLoadError(
+                f"CUDA execution provider requested but not available: {available}; "
+                "install the gpu extra (onnxruntime-gpu) or set LUNGSEG_PROVIDERS=cpu"
+            )
+        return [CPU]
+    if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, if installed
+        ort.preload_dlls()
+    return [CUDA] if preference == "cuda" else [CUDA, CPU]
+
+
+def bucket(n: int, largest: int) -> int:
+    """The batch size ``n`` inputs are padded to on a GPU: the next power of two, or ``n``.
+
+    A few fixed shapes keep cuDNN's per-shape algorithm search to start-up (see ``warm_up``).
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    return size if size <= largest else n
 
 
 class OnnxBackend:
@@ -59,6 +85,13 @@ class OnnxBackend:
         verify_sha256: check the ONNX file against the card's sha256.
         precision: ``fp32`` (``model.onnx``), ``int8`` or ``fp16`` (variants listed in the card),
             or ``auto``: the accepted variant that suits the first provider, else fp32.
+        cuda_options: CUDA execution provider options (default ``DEFAULT_CUDA_OPTIONS``).
+        max_batch: on CUDA, batches are padded to powers of two up to this size, each shape
+            run once here at start-up.
+
+    Raises:
+        ModelLoadError: the file is missing, altered or unloadable, or CUDA was asked for
+            alone and ONNX Runtime could not place the model there.
     """
 
     def __init__(
@@ -68,6 +101,8 @@ class OnnxBackend:
         intra_op_threads: int = 0,
         verify_sha256: bool = True,
         precision: str = "fp32",
+        cuda_options: dict[str, str] | None = None,
+        max_batch: int = 1,
     ) -> None:
         self.card: ModelCard = read_card(directory)
         self.info = self.card.info
@@ -85,24 +120,62 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
+        cuda = (CUDA, cuda_options or DEFAULT_CUDA_OPTIONS)
+        asked = [cuda if p == CUDA else p for p in providers]
         try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=providers
-            )
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=asked)
         except (RuntimeError, ValueError) as err:  # ORT raises its Fail/InvalidGraph as these
             raise ModelLoadError(f"ONNX Runtime cannot load {path}: {err}") from err
         self.provider: str = self.session.get_providers()[0]
+        self._check_provider(providers)
         self._input = self.card.input.name
+        self._output = self.card.output.name
+        self.max_batch = max_batch if self.provider == CUDA else 1
         log.info(
             "loaded %s %s (%s) on %s", self.info.name, self.info.version, precision, self.provider
         )
+        if self.provider == CUDA:
+            self.warm_up()
+
+    def _check_provider(self, asked: list[str]) -> None:
+        """ONNX Runtime falls back to the CPU silently when CUDA fails: say so, or refuse."""
+        if asked[0] == self.provider:
+            return
+        message = f"{self.info.name}: asked for {asked[0]}, ONNX Runtime gave {self.provider}"
+        if CPU not in asked:
+            raise ModelLoadError(message + " (check the CUDA and cuDNN libraries)")
+        log.warning("%s; running there", message)
+
+    def warm_up(self) -> None:
+        """Run each padded batch shape once: cuDNN searches its algorithms now, not later."""
+        height, width = self.card.preprocess.size
+        size = 1
+        while size <= self.max_batch:
+            self.infer([np.zeros((1, height, width), np.float32)] * size)
+            size *= 2
 
     def prepare(self, frame: np.ndarray, units: Units) -> np.ndarray:
         """Float ``(H, W)`` frame -> float32 ``(1, h, w)`` input at the card's size."""
         return preprocess(frame, units, self.card.preprocess)
 
     def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Run one batch; returns float32 ``(2, h, w)`` probabilities per input."""
+        """Run one batch of ``(1, h, w)`` inputs; returns float32 ``(2, h, w)`` per input."""
         batch = np.stack(inputs).astype(np.float32, copy=False)
-        (probs,) = self.session.run([self.card.output.name], {self._input: batch})
+        if self.provider != CUDA:
+            (probs,) = self.session.run([self._output], {self._input: batch})
+            return list(np.asarray(probs, dtype=np.float32))
+        step = self.max_batch
+        return [p for i in range(0, len(batch), step) for p in self._run_cuda(batch[i : i + step])]
+
+    def _run_cuda(self, batch: np.ndarray) -> list[np.ndarray]:
+        """One ``(n, 1, h, w)`` batch on the GPU, padded to its bucket, with IO binding."""
+        n = len(batch)
+        padded = bucket(n, self.max_batch)
+        if padded > n:
+            batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), np.float32)])
+        binding = self.session.io_binding()  # input copied once, output fetched once
+        binding.bind_cpu_input(self._input, batch)
+        binding.bind_output(self._output, "cuda")
+        self.session.run_with_iobinding(binding)
+        probs = binding.copy_outputs_to_cpu()[0][:n]
         return list(np.asarray(probs, dtype=np.float32))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from service.errors import ModelLoadError
 from service.models.card import CARD_FILE
@@ -35,14 +36,16 @@ def latest_versions(models_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _load(directory: Path, providers: list[str], threads: int, precision: str) -> OnnxBackend:
+def _load(
+    directory: Path, providers: list[str], threads: int, precision: str, **cuda: Any
+) -> OnnxBackend:
     try:
-        return OnnxBackend(directory, providers, threads, precision=precision)
+        return OnnxBackend(directory, providers, threads, precision=precision, **cuda)
     except ModelLoadError as err:
         if precision in ("auto", "fp32"):
             raise
         log.warning("%s: %s; loading fp32", directory.parent.name, err)
-        return OnnxBackend(directory, providers, threads, precision="fp32")
+        return OnnxBackend(directory, providers, threads, precision="fp32", **cuda)
 
 
 @dataclass
@@ -59,11 +62,14 @@ class ModelRegistry:
         providers: list[str],
         intra_op_threads: int = 0,
         precision: str = "auto",
+        cuda_options: dict[str, str] | None = None,
+        max_batch: int = 1,
     ) -> ModelRegistry:
         """Load every model of ``models_dir``; failures are recorded, never raised.
 
         ``precision`` picks the ONNX variant (see ``OnnxBackend``); a model without the asked
-        variant is loaded in fp32 instead.
+        variant is loaded in fp32 instead. ``cuda_options`` and ``max_batch`` go to each
+        ``OnnxBackend`` (they matter on CUDA only).
         """
         registry = cls()
         if not models_dir.is_dir():
@@ -75,7 +81,14 @@ class ModelRegistry:
                 registry.unavailable[name] = f"{directory.name}/{CARD_FILE} is missing"
                 continue
             try:
-                backend = _load(directory, providers, intra_op_threads, precision)
+                backend = _load(
+                    directory,
+                    providers,
+                    intra_op_threads,
+                    precision,
+                    cuda_options=cuda_options,
+                    max_batch=max_batch,
+                )
             except ModelLoadError as err:
                 registry.unavailable[name] = str(err)
                 log.error("model %s unavailable: %s", name, err)

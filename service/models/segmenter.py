@@ -23,7 +23,7 @@ from service.imaging import decode
 from service.imaging.types import DecodedImage, Modality
 from service.models.base import Backend, ModelInfo
 from service.models.batching import MicroBatcher
-from service.models.onnx_backend import choose_providers
+from service.models.onnx_backend import CUDA, choose_providers
 from service.models.registry import ModelRegistry
 from service.models.threshold import ThresholdBackend
 from service.pipeline.measure import InfectionStats, infection_stats, total_stats
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 ModalityChoice = Literal["auto", "cxr", "ct"]
 ModelChoice = Literal["unet", "cnn", "threshold"]
 T = TypeVar("T")
+GPU_BATCH_WINDOW_MS = 2.0
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,13 @@ class Segmenter:
         intra_op_threads: ONNX Runtime threads per inference (0 = its default).
         max_pixels: largest accepted image (all frames), checked before decompression.
         batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
-            window run as one batch (micro-batching; worth it on a GPU).
-        max_batch: most images in one micro-batch.
+            window run as one batch (micro-batching); ``None``: ``GPU_BATCH_WINDOW_MS`` for the
+            models on CUDA, off on the CPU (where one image at a time is as fast).
+        max_batch: most images in one micro-batch (and in one GPU run).
         max_inferences: inferences that may run at once (0 = no limit); with
-            ``intra_op_threads`` it keeps ONNX Runtime threads within the cores.
+            ``intra_op_threads`` it keeps ONNX Runtime threads within the cores. Micro-batched
+            models are not gated (their batcher runs one batch at a time).
+        cuda_options: CUDA execution provider options (``None``: ``DEFAULT_CUDA_OPTIONS``).
         cpu_stages: decode/pre/postprocessing steps that may run at once (0 = no limit), so
             that they neither oversubscribe the cores nor hold many decoded images in memory.
         precision: ONNX variant to serve: ``auto`` (accepted int8 on CPU / fp16 on CUDA, else
@@ -124,28 +128,35 @@ class Segmenter:
         providers: str = "auto",
         intra_op_threads: int = 0,
         max_pixels: int = 80_000_000,
-        batch_window_ms: float = 0.0,
+        batch_window_ms: float | None = None,
         max_batch: int = 32,
         precision: str = "auto",
         max_inferences: int = 0,
         cpu_stages: int = 0,
+        cuda_options: dict[str, str] | None = None,
     ) -> None:
         self.max_pixels = max_pixels
         self._infer_gate = _gate(max_inferences)
         self._cpu_gate = _gate(cpu_stages)
         self.registry = (
-            ModelRegistry.load(models_dir, choose_providers(providers), intra_op_threads, precision)
+            ModelRegistry.load(
+                models_dir,
+                choose_providers(providers),
+                intra_op_threads,
+                precision,
+                cuda_options=cuda_options,
+                max_batch=max_batch,
+            )
             if models_dir is not None
             else ModelRegistry()
         )
-        self.batched: dict[str, MicroBatcher] = (
-            {
-                n: MicroBatcher(b, batch_window_ms, max_batch)
-                for n, b in self.registry.models.items()
-            }
-            if batch_window_ms > 0
-            else {}
-        )
+        self.batched: dict[str, MicroBatcher] = {}
+        for name, backend in self.registry.models.items():
+            window = batch_window_ms
+            if window is None:
+                window = GPU_BATCH_WINDOW_MS if backend.provider == CUDA else 0.0
+            if window > 0:
+                self.batched[name] = MicroBatcher(backend, window, max_batch)
         self.thresholds: dict[Modality, ThresholdBackend] = {
             "cxr": ThresholdBackend("cxr"),
             "ct": ThresholdBackend("ct"),
@@ -188,7 +199,8 @@ class Segmenter:
             lambda: [backend.prepare(image.frame(i), image.units) for i in range(image.n_frames)],
             self._cpu_gate,
         )
-        probs = clock.run("infer", lambda: backend.infer(inputs), self._infer_gate)
+        gate = nullcontext() if isinstance(backend, MicroBatcher) else self._infer_gate
+        probs = clock.run("infer", lambda: backend.infer(inputs), gate)
         frames = clock.run(
             "postprocess",
             lambda: [self._frame(p, i, backend, image) for i, p in enumerate(probs)],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -19,7 +18,7 @@ import onnxruntime as ort
 
 from service.api.settings import REPO_ROOT
 from service.models.registry import latest_versions
-from service.perf.load import multipart_request, run_load
+from service.perf.load import multipart_request, run_load_procs
 from service.perf.report import print_report
 from service.perf.serve import running_service
 
@@ -35,15 +34,56 @@ def cpu_name() -> str:
     return next((x.split(":", 1)[1].strip() for x in text.splitlines() if "model name" in x), "")
 
 
+def _raw(directory: Path, file: str, seconds: float, threads: int, *extra: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "service.perf.raw", str(directory), "--file", file]
+    cmd += ["--seconds", str(seconds), "--threads", str(threads), *extra]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out))
+
+
+def gpu_name() -> str | None:
+    """The GPU(s) nvidia-smi lists, or ``None`` without one."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return ", ".join(line.strip() for line in out.splitlines() if line.strip()) or None
+
+
 def raw_runs(models: Path, seconds: float, threads: int) -> list[dict[str, Any]]:
     """Raw ONNX Runtime figures of every model file (fp32 and variants), one process each."""
+    return [
+        _raw(directory, onnx.name, seconds, threads)
+        for directory in latest_versions(models).values()
+        for onnx in sorted(directory.glob("model*.onnx"))
+    ]
+
+
+def cuda_raw_runs(models: Path, seconds: float, batches: list[int]) -> list[dict[str, Any]]:
+    """CUDA figures: fp32 and fp16 of each model at each batch size (IO binding), then the
+    CXR U-Net's fp16 with the CUDA EP's NHWC layout and as a CUDA graph at the largest batch."""
+    search = "cudnn_conv_algo_search=EXHAUSTIVE"
     results = []
-    for directory in latest_versions(models).values():
-        for onnx in sorted(directory.glob("model*.onnx")):
-            cmd = [sys.executable, "-m", "service.perf.raw", str(directory), "--file", onnx.name]
-            cmd += ["--seconds", str(seconds), "--threads", str(threads)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results.append(json.loads(out))
+    for name, directory in latest_versions(models).items():
+        for file in ("model.onnx", "model.fp16.onnx"):
+            for batch in batches:
+                extra = ["--provider", "cuda", "--batch", str(batch), "--cuda-option", search]
+                results.append(_raw(directory, file, seconds, 1, *extra))
+            if name != "unet-cxr" or file != "model.fp16.onnx":
+                continue
+            for option in ("prefer_nhwc=1", "enable_cuda_graph=1"):
+                extra = ["--provider", "cuda", "--batch", str(batches[-1])]
+                extra += ["--cuda-option", search, option]
+                try:
+                    results.append(_raw(directory, file, seconds, 1, *extra))
+                except subprocess.CalledProcessError as err:
+                    log.warning("%s with %s failed: %s", name, option, err.stderr[-400:])
     return results
 
 
@@ -64,8 +104,9 @@ def service_runs(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any
         request = multipart_request(svc.host, svc.port, "/v1/segment", args.image.name, payload)
 
         def load(concurrency: int, requests: int, seconds: float) -> dict[str, Any]:
-            result = asyncio.run(
-                run_load(svc.host, svc.port, request, concurrency, requests, seconds)
+            procs = min(args.load_procs, concurrency)
+            result = run_load_procs(
+                svc.host, svc.port, request, concurrency, requests, seconds, procs
             )
             return result.summary()
 
@@ -87,10 +128,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--overload", type=int, default=64, help="clients of the overload run")
     parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for the service")
+    parser.add_argument("--seconds", type=float, help="per load level (default 20, quick 3)")
+    parser.add_argument("--requests", type=int, help="per load level (default 5000, quick 60)")
+    parser.add_argument("--raw-seconds", type=float, help="per raw run (default 8, quick 1)")
+    parser.add_argument(
+        "--load-procs", type=int, default=1, help="load generator processes (fast servers)"
+    )
+    parser.add_argument(
+        "--provider",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="raw runs: CPU (all files, batch 1) or CUDA (fp32/fp16, batched); auto = CUDA "
+        "when ONNX Runtime has it",
+    )
+    parser.add_argument("--cuda-batches", type=int, nargs="+", default=[1, 32, 128])
     args = parser.parse_args(argv)
-    args.seconds = 3.0 if args.quick else 20.0
-    args.requests = 60 if args.quick else 5000
-    args.raw_seconds = 1.0 if args.quick else 8.0
+    args.seconds = args.seconds or (3.0 if args.quick else 20.0)
+    args.requests = args.requests or (60 if args.quick else 5000)
+    args.raw_seconds = args.raw_seconds or (1.0 if args.quick else 8.0)
+    if args.provider == "auto":
+        args.provider = (
+            "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        )
     return args
 
 
@@ -108,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpu": cpu_name(),
             "cores": threads,
+            "gpu": gpu_name(),
             "python": platform.python_version(),
             "onnxruntime": ort.__version__,
             "providers": ort.get_available_providers(),
         },
-        "raw": raw_runs(args.models, args.raw_seconds, threads),
+        "raw": (
+            cuda_raw_runs(args.models, args.raw_seconds, args.cuda_batches)
+            if args.provider == "cuda"
+            else raw_runs(args.models, args.raw_seconds, threads)
+        ),
         "service": service_runs(args, env),
     }
     print_report(report)

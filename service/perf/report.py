@@ -22,25 +22,41 @@ def efficiency(report: dict[str, Any], model: str = "unet-cxr") -> float | None:
     The file is the variant the service reported serving (``/v1/models`` precision).
     """
     served = FILES.get(report["service"].get("served", {}).get(model, "fp32"), "model.onnx")
-    raw = next((r for r in report["raw"] if r["model"] == model and r["file"] == served), None)
+    raw = next(
+        (
+            r
+            for r in report["raw"]
+            if r["model"] == model and r["file"] == served and r.get("batch", 1) == 1
+        ),
+        None,
+    )
     c4 = next((x for x in report["service"]["load"] if x["concurrency"] == 4), None)
     if raw is None or c4 is None or not raw["img_per_s"]:
         return None
     return float(c4["req_per_s"] / raw["img_per_s"])
 
 
+def _where(raw: dict[str, Any]) -> str:
+    """``cpu b1`` / ``cuda b128 nhwc``: provider, batch and the options that change the run."""
+    provider = "cuda" if raw.get("provider", "").startswith("CUDA") else "cpu"
+    flags = {"prefer_nhwc": "nhwc", "enable_cuda_graph": "graph"}
+    extra = [v for k, v in flags.items() if raw.get("options", {}).get(k) == "1"]
+    return " ".join([provider, f"b{raw.get('batch', 1)}", *extra])
+
+
 def print_report(report: dict[str, Any]) -> None:
     machine = report["machine"]
     lines = [
-        f"machine: {machine['cpu']} ({machine['cores']} cores), onnxruntime "
+        f"machine: {machine['cpu']} ({machine['cores']} cores)"
+        f"{', ' + machine['gpu'] if machine.get('gpu') else ''}, onnxruntime "
         f"{machine['onnxruntime']}, {report['when']}{' (quick)' if report['quick'] else ''}",
         "",
-        f"{'raw ONNX Runtime':<28}{'img/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'RSS MiB':>9}",
+        f"{'raw ONNX Runtime':<44}{'img/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'RSS MiB':>9}",
     ]
     for r in report["raw"]:
-        name = f"{r['model']} {variant(r['file'])}"
+        name = f"{r['model']} {variant(r['file'])} {_where(r)}"
         lines.append(
-            f"{name:<28}{r['img_per_s']:>9.1f}"
+            f"{name:<44}{r['img_per_s']:>9.1f}"
             f"{r['latency_ms']['p50']:>9.1f}{r['latency_ms']['p99']:>9.1f}{r['peak_rss_mib']:>9.0f}"
         )
     svc = report["service"]

@@ -55,6 +55,16 @@ def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return 1.0 if denom == 0 else 2 * c.tp / denom
 
 
+def pooled_dice(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Dice over all pixels of all images together (bool masks, pairwise equal shapes);
+    1.0 when both are empty everywhere. Used to compare two models' masks on a set."""
+    inter = sum(int(np.count_nonzero(x & y)) for x, y in zip(a, b, strict=True))
+    total = sum(
+        int(np.count_nonzero(x)) + int(np.count_nonzero(y)) for x, y in zip(a, b, strict=True)
+    )
+    return 1.0 if total == 0 else 2 * inter / total
+
+
 def iou(pred: np.ndarray, ref: np.ndarray) -> float:
     """Intersection over union |P∩R| / |P∪R|; 1.0 when both are empty."""
     c = confusion(pred, ref)

@@ -1,0 +1,64 @@
+"""Execution provider choice, CUDA fallback detection, GPU batch buckets and per-worker cores.
+
+The CI machine has no GPU: these tests use ONNX Runtime's CPU build, which is exactly where a
+session asked for CUDA silently runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from service.api import settings as settings_module
+from service.api.settings import Settings
+from service.errors import ModelLoadError
+from service.models import onnx_backend
+from service.models.onnx_backend import CPU, CUDA, OnnxBackend, bucket, choose_providers
+
+UNET = Path(__file__).resolve().parents[1] / "models" / "unet-cxr" / "1.1.0"
+
+
+def test_buckets_are_powers_of_two_up_to_the_largest_batch() -> None:
+    assert [bucket(n, 32) for n in (1, 2, 3, 5, 8, 9, 17, 32)] == [1, 2, 4, 8, 8, 16, 32, 32]
+    assert bucket(33, 32) == 33  # larger batches are split by the caller, never padded
+
+
+def test_without_cuda_auto_is_cpu_and_cuda_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_backend.ort, "get_available_providers", lambda: [CPU])
+    assert choose_providers("auto") == [CPU]
+    assert choose_providers("cpu") == [CPU]
+    with pytest.raises(ModelLoadError, match="LUNGSEG_PROVIDERS=cpu"):
+        choose_providers("cuda")
+
+
+def test_with_cuda_auto_falls_back_and_cuda_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_backend.ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(onnx_backend.ort, "preload_dlls", lambda: None, raising=False)
+    assert choose_providers("auto") == [CUDA, CPU]
+    assert choose_providers("cuda") == [CUDA]
+    assert choose_providers("cpu") == [CPU]
+
+
+def test_a_silent_fallback_to_the_cpu_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        backend = OnnxBackend(UNET, [CUDA, CPU], intra_op_threads=1)
+    assert backend.provider == CPU
+    assert backend.max_batch == 1  # no GPU padding on the CPU
+    assert "asked for CUDAExecutionProvider" in caplog.text
+
+
+def test_cuda_alone_refuses_to_run_on_the_cpu() -> None:
+    with pytest.raises(ModelLoadError, match="asked for CUDAExecutionProvider"):
+        OnnxBackend(UNET, [CUDA], intra_op_threads=1)
+
+
+def test_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "_cores", lambda: 16)
+    one = Settings(workers=1)
+    four = Settings(workers=4)
+    assert (one.cores, one.in_flight_limit, one.threads_per_inference) == (16, 16, 1)
+    assert (four.cores, four.in_flight_limit, four.queue_limit) == (4, 4, 16)
+    assert Settings(workers=32).cores == 1
+    assert Settings(workers=4, max_in_flight=2).threads_per_inference == 2
