@@ -75,3 +75,30 @@ def test_errors_reach_every_caller():
     with pytest.raises(RuntimeError, match="boom"):
         batcher.infer([np.zeros((1, 2, 2), np.float32)])
     batcher.close()
+
+
+class WarmDoubler(Doubler):
+    """Records the thread that warmed it up and the threads that ran it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warm_thread: str | None = None
+        self.run_threads: set[str] = set()
+
+    def warm_up(self) -> None:
+        self.warm_thread = threading.current_thread().name
+
+    def infer(self, inputs):
+        self.run_threads.add(threading.current_thread().name)
+        return super().infer(inputs)
+
+
+def test_warm_up_runs_in_the_batching_thread_before_the_first_call() -> None:
+    backend = WarmDoubler()
+    batcher = MicroBatcher(backend, window_ms=0, max_batch=8)
+    try:
+        assert backend.warm_thread == "batch-fake-cxr"  # done before the constructor returned
+        call_concurrently(batcher, 3)
+        assert backend.run_threads == {"batch-fake-cxr"}
+    finally:
+        batcher.close()

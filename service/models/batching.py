@@ -32,8 +32,12 @@ class _Request:
 class MicroBatcher:
     """A Backend that gathers calls for up to ``window_ms`` or ``max_batch`` inputs.
 
+    On a GPU every model runs behind one (ONNX Runtime's CUDA provider keeps per-thread state,
+    so one thread per model, warmed up at start, serves every request).
+
     Args:
         backend: the wrapped backend; its inputs must share one shape (ONNX models: the card's).
+            Its ``warm_up()``, if any, runs in the batching thread before the constructor returns.
         window_ms: how long the first request of a batch waits for others, in milliseconds.
         max_batch: most inputs in one batch.
     """
@@ -47,10 +51,12 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []
         self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._ready = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name=f"batch-{self.info.name}", daemon=True
         )
         self._thread.start()
+        self._ready.wait()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.backend, name)  # e.g. ``card`` of an ONNX backend
@@ -101,6 +107,12 @@ class MicroBatcher:
             request.done.set()
 
     def _loop(self) -> None:
+        warm_up = getattr(self.backend, "warm_up", None)
+        try:
+            if callable(warm_up):
+                warm_up()  # in this thread: the one that runs every batch
+        finally:
+            self._ready.set()
         stop = False
         while not stop:
             first = self._queue.get()

@@ -86,8 +86,8 @@ class OnnxBackend:
         precision: ``fp32`` (``model.onnx``), ``int8`` or ``fp16`` (variants listed in the card),
             or ``auto``: the accepted variant that suits the first provider, else fp32.
         cuda_options: CUDA execution provider options (default ``DEFAULT_CUDA_OPTIONS``).
-        max_batch: on CUDA, batches are padded to powers of two up to this size, each shape
-            run once here at start-up.
+        max_batch: on CUDA, batches are padded to powers of two up to this size (see
+            ``warm_up``) and larger ones split.
 
     Raises:
         ModelLoadError: the file is missing, altered or unloadable, or CUDA was asked for
@@ -134,8 +134,6 @@ class OnnxBackend:
         log.info(
             "loaded %s %s (%s) on %s", self.info.name, self.info.version, precision, self.provider
         )
-        if self.provider == CUDA:
-            self.warm_up()
 
     def _check_provider(self, asked: list[str]) -> None:
         """ONNX Runtime falls back to the CPU silently when CUDA fails: say so, or refuse."""
@@ -147,7 +145,11 @@ class OnnxBackend:
         log.warning("%s; running there", message)
 
     def warm_up(self) -> None:
-        """Run each padded batch shape once: cuDNN searches its algorithms now, not later."""
+        """Run each padded batch shape once: cuDNN searches its algorithms now, not later.
+
+        Call it from the thread that will run the model: ONNX Runtime's CUDA provider builds
+        its per-thread cuDNN/cuBLAS state on a thread's first run (about 0.5 s on an H100).
+        """
         height, width = self.card.preprocess.size
         size = 1
         while size <= self.max_batch:

@@ -110,7 +110,8 @@ class Segmenter:
         max_pixels: largest accepted image (all frames), checked before decompression.
         batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
             window run as one batch (micro-batching); ``None``: ``GPU_BATCH_WINDOW_MS`` for the
-            models on CUDA, off on the CPU (where one image at a time is as fast).
+            models on CUDA, off on the CPU (where one image at a time is as fast). Models on
+            CUDA always run in their batcher's thread (window 0: no waiting).
         max_batch: most images in one micro-batch (and in one GPU run).
         max_inferences: inferences that may run at once (0 = no limit); with
             ``intra_op_threads`` it keeps ONNX Runtime threads within the cores. Micro-batched
@@ -155,7 +156,7 @@ class Segmenter:
             window = batch_window_ms
             if window is None:
                 window = GPU_BATCH_WINDOW_MS if backend.provider == CUDA else 0.0
-            if window > 0:
+            if window > 0 or backend.provider == CUDA:
                 self.batched[name] = MicroBatcher(backend, window, max_batch)
         self.thresholds: dict[Modality, ThresholdBackend] = {
             "cxr": ThresholdBackend("cxr"),

@@ -142,6 +142,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "when ONNX Runtime has it",
     )
     parser.add_argument("--cuda-batches", type=int, nargs="+", default=[1, 32, 128])
+    parser.add_argument("--skip-raw", action="store_true", help="service runs only")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 20.0)
     args.requests = args.requests or (60 if args.quick else 5000)
@@ -173,14 +174,18 @@ def main(argv: list[str] | None = None) -> int:
             "providers": ort.get_available_providers(),
         },
         "raw": (
-            cuda_raw_runs(args.models, args.raw_seconds, args.cuda_batches)
+            []
+            if args.skip_raw
+            else cuda_raw_runs(args.models, args.raw_seconds, args.cuda_batches)
             if args.provider == "cuda"
             else raw_runs(args.models, args.raw_seconds, threads)
         ),
-        "service": service_runs(args, env),
     }
+    # kept even if the service part fails
+    (args.out / "raw-latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["service"] = service_runs(args, env)
     print_report(report)
-    stamp = report["when"].replace(":", "").replace("-", "")
+    stamp = report["when"].replace(":", "").replace("-", "").replace("+0000", "Z")
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
     with (args.out / "history.jsonl").open("a") as history:
         history.write(json.dumps(report) + "\n")
