@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(32, ge=1, description="most images in one micro-batch / GPU run")
     cuda_options: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_CUDA_OPTIONS),
-        description='CUDA execution provider options, JSON: {"cudnn_conv_algo_search": '
-        '"EXHAUSTIVE", "prefer_nhwc": "1"}',
+        description='CUDA execution provider options, JSON, e.g. {"cudnn_conv_algo_search": '
+        '"HEURISTIC", "prefer_nhwc": "1"}',
     )
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest upload (bytes)")
     max_pixels: int = Field(

@@ -39,8 +39,11 @@ def auto_precision(card: ModelCard, provider: str) -> str:
     return wanted if isinstance(variant, dict) and variant.get("accepted") else "fp32"
 
 
-# cuDNN tries every convolution algorithm once per input shape and keeps the fastest.
-DEFAULT_CUDA_OPTIONS: dict[str, str] = {"cudnn_conv_algo_search": "EXHAUSTIVE"}
+# HEURISTIC, not ONNX Runtime's EXHAUSTIVE: EXHAUSTIVE benchmarks every convolution again on
+# each change of input shape (about 1 s for our U-Net on an H100), and a micro-batching service
+# changes the batch size all the time. On the H100 the service with EXHAUSTIVE stalled ~1 s
+# whenever a worker's batch size changed (bench-results/history.jsonl, 2026-11-27).
+DEFAULT_CUDA_OPTIONS: dict[str, str] = {"cudnn_conv_algo_search": "HEURISTIC"}
 
 
 def choose_providers(preference: str) -> list[str]:

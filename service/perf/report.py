@@ -40,7 +40,10 @@ def _where(raw: dict[str, Any]) -> str:
     """``cpu b1`` / ``cuda b128 nhwc``: provider, batch and the options that change the run."""
     provider = "cuda" if raw.get("provider", "").startswith("CUDA") else "cpu"
     flags = {"prefer_nhwc": "nhwc", "enable_cuda_graph": "graph"}
-    extra = [v for k, v in flags.items() if raw.get("options", {}).get(k) == "1"]
+    options = raw.get("options", {})
+    extra = [v for k, v in flags.items() if options.get(k) == "1"]
+    if options.get("cudnn_conv_algo_search") == "HEURISTIC":
+        extra.insert(0, "heur")
     return " ".join([provider, f"b{raw.get('batch', 1)}", *extra])
 
 
