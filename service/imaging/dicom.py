@@ -29,7 +29,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing
+from pydicom.pixels import apply_color_lut
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -41,7 +41,8 @@ from pydicom.uid import (
 )
 
 from service.errors import UnsupportedMediaError, UnsupportedModalityError
-from service.imaging.raster import check_pixel_limit, j2k_size, jpeg_size, luma, robust_minmax
+from service.imaging.dicom_values import bits_stored, to_display, to_hu
+from service.imaging.raster import check_pixel_limit, j2k_size, jpeg_size
 from service.imaging.sniff import PYDICOM_PARSE_ERRORS, check_deflated_size
 from service.imaging.types import DecodedImage, Modality
 
@@ -50,8 +51,6 @@ logger = logging.getLogger(__name__)
 CXR_MODALITIES = frozenset({"CR", "DX", "RG"})
 SECONDARY_CAPTURE_MODALITIES = frozenset({"OT", ""})
 GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
-# What pydicom's VOI functions raise on a malformed window or LUT (bad VM, width < 1, bad depth).
-_VOI_ERRORS = (ValueError, TypeError, IndexError, KeyError, AttributeError, NotImplementedError)
 
 
 def decode_dicom(data: bytes, *, max_pixels: int) -> DecodedImage:
@@ -77,7 +76,7 @@ def _decode_dataset(ds: Dataset, max_pixels: int) -> DecodedImage:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     _check_codestreams(ds, frames, rows, columns)
     raw = _pixel_array(ds, frames, rows, columns)
-    convert = _to_hu if modality == "ct" else _to_display
+    convert = to_hu if modality == "ct" else to_display
     pixels = convert(raw, ds, photometric)
     if not np.isfinite(pixels).all():
         raise UnsupportedMediaError(
@@ -90,7 +89,7 @@ def _decode_dataset(ds: Dataset, max_pixels: int) -> DecodedImage:
         modality=modality,
         source_format="dicom",
         spacing_mm=_spacing(ds, modality),
-        bits_stored=_bits_stored(ds),
+        bits_stored=bits_stored(ds),
         photometric=photometric or "MONOCHROME2",
     )
 
@@ -214,76 +213,6 @@ def _pixel_array(ds: Dataset, frames: int, rows: int, columns: int) -> np.ndarra
     return arr
 
 
-def _to_hu(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
-    """Hounsfield units, float32 ``(frames, H, W)``."""
-    if raw.ndim == 4:
-        raise UnsupportedMediaError(
-            f"colour ({photometric}) CT has no Hounsfield units; upload the original greyscale CT"
-        )
-    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
-        return np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
-    items = [_frame_rescale(ds, index) for index in range(raw.shape[0])]
-    hu = raw.astype(np.float32)
-    for index, item in enumerate(items):
-        if item is not None:  # no rescale anywhere: stored values are taken as HU
-            hu[index] = apply_modality_lut(raw[index], item)
-    return hu
-
-
-def _frame_rescale(ds: Dataset, index: int) -> Dataset | None:
-    """Pixel Value Transformation item (slope + intercept) for frame ``index``, or None."""
-    places = (("PerFrameFunctionalGroupsSequence", index), ("SharedFunctionalGroupsSequence", 0))
-    for groups, position in places:
-        sequence = ds.get(groups)
-        if not sequence or position >= len(sequence):
-            continue
-        transform = sequence[position].get("PixelValueTransformationSequence")
-        if transform and "RescaleSlope" in transform[0] and "RescaleIntercept" in transform[0]:
-            item: Dataset = transform[0]
-            return item
-    return None
-
-
-def _to_display(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
-    """[0, 1] float32 ``(frames, H, W)``, 1 = bright."""
-    if raw.ndim == 4:  # colour: palette output spans its dtype, RGB spans Bits Stored
-        palette = photometric == "PALETTE COLOR"
-        full_scale = np.iinfo(raw.dtype).max if palette else (1 << _bits_stored(ds)) - 1
-        return np.clip(luma(raw) / np.float32(full_scale), 0.0, 1.0).astype(np.float32)
-    values = apply_modality_lut(raw, ds)
-    display = _voi_display(values, ds)
-    if display is None:
-        display = robust_minmax(values)
-    if photometric == "MONOCHROME1":
-        display = np.float32(1.0) - display
-    return display.astype(np.float32, copy=False)
-
-
-def _voi_display(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
-    """First VOI LUT or window applied and scaled to [0, 1] by its output range; None if absent."""
-    try:
-        voi_lut = ds.get("VOILUTSequence")
-        if voi_lut and "LUTDescriptor" in voi_lut[0] and "LUTData" in voi_lut[0]:
-            descriptor = voi_lut[0].LUTDescriptor
-            entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
-            out = apply_voi(np.rint(values).astype(np.int64), ds, 0).astype(np.float64)
-            domain = np.arange(first, first + entries, dtype=np.int64)
-            lut_values = apply_voi(domain, ds, 0)
-            low, high = float(lut_values.min()), float(lut_values.max())
-        elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
-            out = apply_windowing(values, ds, 0)
-            with np.errstate(over="ignore"):  # SIGMOID at the probe's extremes
-                low, high = (float(v) for v in apply_windowing(np.array([-1e12, 1e12]), ds, 0))
-        else:
-            return None
-    except _VOI_ERRORS as exc:
-        logger.warning("invalid VOI LUT / window (%s); using robust min-max", type(exc).__name__)
-        return None
-    if not high > low:
-        return None
-    return np.clip((out - low) / (high - low), 0.0, 1.0).astype(np.float32)
-
-
 def _spacing(ds: Dataset, modality: Modality) -> tuple[float, float] | None:
     """(row, column) pixel spacing in mm, or None when missing, zero or malformed."""
     candidates = [ds.get("PixelSpacing"), _functional_group_spacing(ds)]
@@ -306,8 +235,3 @@ def _functional_group_spacing(ds: Dataset) -> object:
         if measures and "PixelSpacing" in measures[0]:
             return measures[0].PixelSpacing
     return None
-
-
-def _bits_stored(ds: Dataset) -> int:
-    value = ds.get("BitsStored") or ds.get("BitsAllocated") or 8
-    return int(value) if isinstance(value, int) and 0 < value <= 32 else 8
