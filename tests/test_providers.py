@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.api import settings as settings_module
@@ -62,3 +63,19 @@ def test_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (four.cores, four.in_flight_limit, four.queue_limit) == (4, 4, 16)
     assert Settings(workers=32).cores == 1
     assert Settings(workers=4, max_in_flight=2).threads_per_inference == 2
+
+
+def test_padded_bound_batches_give_the_unpadded_results() -> None:
+    """The GPU batching path (split, pad to a bucket, IO binding), run on the CPU provider."""
+    backend = OnnxBackend(UNET, [CPU], intra_op_threads=1)
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((1, 256, 256), dtype=np.float32) for _ in range(6)]
+    plain = backend.infer(inputs)
+    backend.max_batch = 4  # what a CUDA backend gets: 6 inputs run as 4 + 2, 3 pads to 4
+    assert [bucket(n, 4) for n in (1, 2, 3, 4)] == [1, 2, 4, 4]
+    batched = backend.infer(inputs)
+    three = backend.infer(inputs[:3])
+    assert len(batched) == 6 and len(three) == 3
+    for a, b in zip(plain + plain[:3], batched + three, strict=True):
+        assert a.shape == b.shape == (2, 256, 256)
+        np.testing.assert_allclose(a, b, atol=1e-5)

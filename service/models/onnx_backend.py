@@ -164,23 +164,27 @@ class OnnxBackend:
         return preprocess(frame, units, self.card.preprocess)
 
     def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Run one batch of ``(1, h, w)`` inputs; returns float32 ``(2, h, w)`` per input."""
+        """Run one batch of ``(1, h, w)`` inputs; returns float32 ``(2, h, w)`` per input.
+
+        On CUDA (``max_batch`` > 1) the batch is split into runs of at most ``max_batch``, each
+        padded to its power-of-two bucket and run with IO binding.
+        """
         batch = np.stack(inputs).astype(np.float32, copy=False)
-        if self.provider != CUDA:
+        if self.max_batch == 1:
             (probs,) = self.session.run([self._output], {self._input: batch})
             return list(np.asarray(probs, dtype=np.float32))
         step = self.max_batch
-        return [p for i in range(0, len(batch), step) for p in self._run_cuda(batch[i : i + step])]
+        return [p for i in range(0, len(batch), step) for p in self._run_bound(batch[i : i + step])]
 
-    def _run_cuda(self, batch: np.ndarray) -> list[np.ndarray]:
-        """One ``(n, 1, h, w)`` batch on the GPU, padded to its bucket, with IO binding."""
+    def _run_bound(self, batch: np.ndarray) -> list[np.ndarray]:
+        """One ``(n, 1, h, w)`` batch padded to its bucket, output bound on the session's device."""
         n = len(batch)
         padded = bucket(n, self.max_batch)
         if padded > n:
             batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), np.float32)])
         binding = self.session.io_binding()  # input copied once, output fetched once
         binding.bind_cpu_input(self._input, batch)
-        binding.bind_output(self._output, "cuda")
+        binding.bind_output(self._output, "cuda" if self.provider == CUDA else "cpu")
         self.session.run_with_iobinding(binding)
         probs = binding.copy_outputs_to_cpu()[0][:n]
         return list(np.asarray(probs, dtype=np.float32))
