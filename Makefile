@@ -62,8 +62,9 @@ bench: install-dev  ## performance benchmark: prints a table, appends bench-resu
 train: install-dev  ## small CPU training run of every network (minutes), checkpoints in runs/
 	$(BIN)/python -m training --preset small --data $(DATA) --out runs/small
 
-export: install-dev  ## export the checkpoints of runs/small to ONNX + model cards in build/models
+export: install-dev  ## export runs/small to ONNX + model cards in build/models, with int8/fp16 variants
 	$(BIN)/python -m export --runs runs/small --data $(DATA) --out build/models
+	$(BIN)/python -m export.quantize --models build/models --data $(DATA)
 
 report: install-dev  ## HTML report of a benchmark run: RUN=<id|run.json|latest> REPORT_SET=<set dir>
 	$(BIN)/python -m service.report --run $(RUN) --set $(REPORT_SET) --out $(REPORT_OUT)
