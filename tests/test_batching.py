@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from service.errors import ModelLoadError
 from service.models.base import ModelInfo
 from service.models.batching import MicroBatcher
 from service.pipeline.params import PostprocessParams
@@ -102,3 +103,13 @@ def test_warm_up_runs_in_the_batching_thread_before_the_first_call() -> None:
         assert backend.run_threads == {"batch-fake-cxr"}
     finally:
         batcher.close()
+
+
+class BrokenWarmUp(Doubler):
+    def warm_up(self) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_a_failed_warm_up_is_a_load_error_not_a_hang() -> None:
+    with pytest.raises(ModelLoadError, match="warm-up failed: CUDA out of memory"):
+        MicroBatcher(BrokenWarmUp(), window_ms=0, max_batch=8)

@@ -17,6 +17,7 @@ from service.api.settings import Settings
 from service.errors import ModelLoadError
 from service.models import onnx_backend
 from service.models.onnx_backend import CPU, CUDA, OnnxBackend, bucket, choose_providers
+from service.models.segmenter import Segmenter
 
 UNET = Path(__file__).resolve().parents[1] / "models" / "unet-cxr" / "1.1.0"
 
@@ -79,3 +80,21 @@ def test_padded_bound_batches_give_the_unpadded_results() -> None:
     for a, b in zip(plain + plain[:3], batched + three, strict=True):
         assert a.shape == b.shape == (2, 256, 256)
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_model_that_fails_its_warm_up_falls_back_to_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: OnnxBackend) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(OnnxBackend, "warm_up", broken)
+    segmenter = Segmenter(UNET.parents[1], "cpu", batch_window_ms=1.0)
+    try:
+        assert "unet-cxr" not in segmenter.registry.models
+        assert "warm-up failed" in segmenter.registry.unavailable["unet-cxr"]
+        backend, fallback = segmenter.backend_for("unet", "cxr")
+        assert backend.info.kind == "threshold"
+        assert fallback is not None and "warm-up failed" in fallback
+    finally:
+        segmenter.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.errors import ModelLoadError
 from service.imaging.types import Units
 from service.models.base import Backend
 
@@ -37,7 +38,8 @@ class MicroBatcher:
 
     Args:
         backend: the wrapped backend; its inputs must share one shape (ONNX models: the card's).
-            Its ``warm_up()``, if any, runs in the batching thread before the constructor returns.
+            Its ``warm_up()``, if any, runs in the batching thread before the constructor returns;
+            if it fails the constructor raises ``ModelLoadError``.
         window_ms: how long the first request of a batch waits for others, in milliseconds.
         max_batch: most inputs in one batch.
     """
@@ -55,8 +57,13 @@ class MicroBatcher:
         self._thread = threading.Thread(
             target=self._loop, name=f"batch-{self.info.name}", daemon=True
         )
+        self._warm_up_error: Exception | None = None
         self._thread.start()
         self._ready.wait()
+        if self._warm_up_error is not None:
+            raise ModelLoadError(
+                f"{self.info.name}: warm-up failed: {self._warm_up_error}"
+            ) from self._warm_up_error
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.backend, name)  # e.g. ``card`` of an ONNX backend
@@ -111,6 +118,9 @@ class MicroBatcher:
         try:
             if callable(warm_up):
                 warm_up()  # in this thread: the one that runs every batch
+        except Exception as err:  # noqa: BLE001 -- re-raised by the constructor as ModelLoadError
+            self._warm_up_error = err
+            return
         finally:
             self._ready.set()
         stop = False

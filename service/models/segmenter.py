@@ -18,7 +18,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from service.errors import InvalidParameterError
+from service.errors import InvalidParameterError, ModelLoadError
 from service.imaging import decode
 from service.imaging.types import DecodedImage, Modality
 from service.models.base import Backend, ModelInfo
@@ -152,12 +152,17 @@ class Segmenter:
             else ModelRegistry()
         )
         self.batched: dict[str, MicroBatcher] = {}
-        for name, backend in self.registry.models.items():
+        for name, backend in list(self.registry.models.items()):
             window = batch_window_ms
             if window is None:
                 window = GPU_BATCH_WINDOW_MS if backend.provider == CUDA else 0.0
             if window > 0 or backend.provider == CUDA:
-                self.batched[name] = MicroBatcher(backend, window, max_batch)
+                try:
+                    self.batched[name] = MicroBatcher(backend, window, max_batch)
+                except ModelLoadError as err:  # e.g. out of GPU memory: falls back, reported
+                    del self.registry.models[name]
+                    self.registry.unavailable[name] = str(err)
+                    log.error("model %s unavailable: %s", name, err)
         self.thresholds: dict[Modality, ThresholdBackend] = {
             "cxr": ThresholdBackend("cxr"),
             "ct": ThresholdBackend("ct"),
