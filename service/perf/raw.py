@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.models.card import read_card
+from service.models.onnx_backend import CPU, CUDA, choose_providers
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -67,11 +68,10 @@ def measure(
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    providers: list[Any] = ["CPUExecutionProvider"]
+    providers: list[Any] = [CPU]
     if provider == "cuda":
-        if hasattr(ort, "preload_dlls"):
-            ort.preload_dlls()
-        providers = [("CUDAExecutionProvider", cuda_options or {})]
+        choose_providers("cuda")  # the service's own check (and CUDA/cuDNN preload)
+        providers = [(CUDA, cuda_options or {})]
     session = ort.InferenceSession(str(directory / onnx_file), options, providers=providers)
     height, width = card.preprocess.size
     x = np.random.default_rng(0).standard_normal((batch, 1, height, width)).astype(np.float32)
