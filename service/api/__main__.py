@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 
+from service.api.metrics import MULTIPROC_ENV
 from service.api.settings import get_settings
+
+log = logging.getLogger("lungseg")
+
+
+@contextmanager
+def metrics_folder(workers: int) -> Iterator[Path | None]:
+    """The folder the workers share their Prometheus metrics in.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` when set (emptied of a previous run's files first), else a
+    fresh temporary folder when there are several workers (removed afterwards), else none.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        yield folder
+        return
+    if workers <= 1:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="lungseg-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -19,15 +55,20 @@ def main() -> None:
     # pydicom's warnings can quote element values (names, dates): keep them out of the log.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
-    uvicorn.run(
-        "service.api.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    with metrics_folder(settings.workers) as folder:
+        if folder is not None:
+            log.info(
+                "Prometheus metrics of the %d workers are shared in %s", settings.workers, folder
+            )
+        uvicorn.run(
+            "service.api.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=False,
+        )
 
 
 if __name__ == "__main__":

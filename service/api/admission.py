@@ -8,7 +8,7 @@ read, instead of joining an ever-growing queue, so admitted requests keep a boun
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,12 +19,18 @@ GATED_PATHS = frozenset({"/v1/segment", "/v1/render"})
 
 
 class Admission:
-    """Counts the admitted requests of one event loop (one uvicorn worker)."""
+    """Counts the admitted requests of one event loop (one uvicorn worker).
 
-    def __init__(self, limit: int, retry_after_s: int = 1) -> None:
+    ``observe`` is called with the new count on every change (e.g. a Prometheus gauge's ``set``).
+    """
+
+    def __init__(
+        self, limit: int, retry_after_s: int = 1, observe: Callable[[int], None] | None = None
+    ) -> None:
         self.limit = limit
         self.retry_after_s = retry_after_s
         self._admitted = 0
+        self._observe = observe or (lambda _count: None)
 
     @property
     def admitted(self) -> int:
@@ -41,10 +47,12 @@ class Admission:
         if self.full:
             raise Overloaded(self.retry_after_s)
         self._admitted += 1
+        self._observe(self._admitted)
         try:
             yield
         finally:
             self._admitted -= 1
+            self._observe(self._admitted)
 
 
 class EarlyRejectMiddleware:

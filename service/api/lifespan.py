@@ -66,13 +66,17 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         in_flight = settings.in_flight_limit
         if segmenter.batched and not settings.max_in_flight:
             in_flight = max(in_flight, settings.max_batch)  # room to fill a GPU batch
-        app.state.admission = Admission(in_flight + settings.queue_limit, settings.retry_after_s)
-        _report(segmenter, app.state.metrics, time.perf_counter() - start)
+        metrics: Metrics = app.state.metrics
+        app.state.admission = Admission(
+            in_flight + settings.queue_limit, settings.retry_after_s, metrics.inference_queue.set
+        )
+        _report(segmenter, metrics, time.perf_counter() - start)
         try:
             yield
         finally:
             app.state.runner.shutdown()
             segmenter.close()
             store.engine.dispose()
+            metrics.worker_exited()
 
     return lifespan

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import AdmissionDep, MetricsDep
+from service.api.deps import MetricsDep
 from service.api.schemas import Health
 
 router = APIRouter(tags=["operations"])
@@ -34,7 +34,6 @@ def readyz(request: Request) -> Health | JSONResponse:
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=True)
-def prometheus(metrics: MetricsDep, admission: AdmissionDep) -> Response:
-    """Prometheus text exposition of the ``lungseg_`` metrics."""
-    metrics.inference_queue.set(admission.admitted)
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def prometheus(metrics: MetricsDep) -> Response:
+    """Prometheus text exposition of the ``lungseg_`` metrics (summed over the workers)."""
+    return Response(generate_latest(metrics.exposition), media_type=CONTENT_TYPE_LATEST)
