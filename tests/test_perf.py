@@ -12,6 +12,7 @@ import pytest
 
 from service.imaging import decode
 from service.perf.agree import check
+from service.perf.inproc import measure as measure_inproc
 from service.perf.load import multipart_request, run_load_procs
 from service.perf.report import efficiency
 
@@ -82,8 +83,10 @@ def test_efficiency_divides_c4_by_the_served_file_at_batch_one() -> None:
             "served": {"unet-cxr": "int8"},
             "load": [{"concurrency": 1, "req_per_s": 40.0}, {"concurrency": 4, "req_per_s": 85.0}],
         },
+        "inproc": [{"clients": 1, "req_per_s": 60.0}, {"clients": 4, "req_per_s": 95.0}],
     }
     assert efficiency(report) == pytest.approx(0.85)
+    assert efficiency(report, http=False) == pytest.approx(0.95)
 
 
 def test_variants_agree_with_fp32_on_the_cpu() -> None:
@@ -100,3 +103,23 @@ def test_variants_agree_with_fp32_on_the_cpu() -> None:
         assert row["n_images"] == 2
         assert row["provider"] == "CPUExecutionProvider"
         assert row["lung_dice_vs_cpu_fp32"] >= 0.98
+
+
+@pytest.mark.parametrize("window", ["0", "5"])
+def test_inproc_counts_every_request_and_each_batch(
+    monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    monkeypatch.setenv("LUNGSEG_MODELS_DIR", str(ROOT / "models"))
+    monkeypatch.setenv("LUNGSEG_PROVIDERS", "cpu")
+    monkeypatch.setenv("LUNGSEG_BATCH_WINDOW_MS", window)
+    monkeypatch.setenv("LUNGSEG_MAX_BATCH", "4")
+    result = measure_inproc(ROOT / "tests/fixtures/cxr_covid_1902.png", clients=3, seconds=0.5)
+    assert result["model"] == "unet-cxr"
+    assert result["provider"] == "CPUExecutionProvider"
+    assert result["requests"] > 0
+    assert set(result["stage_p50_ms"]) == {"preprocess", "infer", "postprocess", "total"}
+    if window == "0":
+        assert result["batches"] == {}
+    else:  # every request ran in exactly one batch of at most 4
+        assert max(int(size) for size in result["batches"]) <= 4
+        assert sum(int(size) * n for size, n in result["batches"].items()) == result["requests"]

@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.models.onnx_backend import DEFAULT_CUDA_OPTIONS
+from service.models.segmenter import Segmenter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,3 +105,19 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once from the environment (tests override the dependency)."""
     return Settings()
+
+
+def build_segmenter(settings: Settings) -> Segmenter:
+    """The ``Segmenter`` a worker runs with ``settings`` (the lifespan's and ``make bench``'s)."""
+    return Segmenter(
+        settings.models_dir,
+        settings.providers,
+        settings.threads_per_inference,
+        settings.max_pixels,
+        settings.batch_window_ms,
+        settings.max_batch,
+        settings.precision,
+        settings.in_flight_limit,
+        settings.cores,
+        settings.cuda_options,
+    )

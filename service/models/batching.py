@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +52,7 @@ class MicroBatcher:
         self.provider = backend.provider
         self.window_s = window_ms / 1000
         self.max_batch = max_batch
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: Counter[int] = Counter()  # batches run, by size (bounded)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._ready = threading.Event()
         self._thread = threading.Thread(
@@ -99,7 +100,7 @@ class MicroBatcher:
 
     def _run(self, batch: list[_Request]) -> None:
         inputs = [x for request in batch for x in request.inputs]
-        self.batch_sizes.append(len(inputs))
+        self.batch_sizes[len(inputs)] += 1
         try:
             outputs = self.backend.infer(inputs)
         except Exception as err:  # noqa: BLE001 -- handed to every waiting caller, re-raised there

@@ -88,6 +88,23 @@ def cuda_raw_runs(models: Path, seconds: float, batches: list[int]) -> list[dict
     return results
 
 
+def inproc_runs(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, Any]]:
+    """The service's path without HTTP (``service.perf.inproc``) at each concurrency; on CUDA
+    also with cuDNN's exhaustive search at the highest, to show what a batch-shape change costs."""
+    runs = [(c, env) for c in args.concurrency]
+    if args.provider == "cuda":
+        exhaustive = json.dumps({"cudnn_conv_algo_search": "EXHAUSTIVE"})
+        runs.append((max(args.concurrency), {**env, "LUNGSEG_CUDA_OPTIONS": exhaustive}))
+    results = []
+    for clients, run_env in runs:
+        cmd = [sys.executable, "-m", "service.perf.inproc", "--image", str(args.image)]
+        cmd += ["--clients", str(clients), "--seconds", str(args.raw_seconds), "--env"]
+        cmd += [f"{k}={v}" for k, v in run_env.items()]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results.append(dict(json.loads(out)))
+    return results
+
+
 def served_precisions(host: str, port: int) -> dict[str, str]:
     """``{model name: precision}`` the running service reports in ``/v1/models``."""
     with urllib.request.urlopen(f"http://{host}:{port}/v1/models", timeout=10) as response:
@@ -188,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             else raw_runs(args.models, args.raw_seconds, threads)
         ),
     }
+    report["inproc"] = [] if args.skip_raw else inproc_runs(args, env)
     # kept even if the service part fails
     (args.out / "raw-latest.json").write_text(json.dumps(report, indent=2) + "\n")
     report["service"] = service_runs(args, env)

@@ -16,10 +16,11 @@ def variant(file: str) -> str:
     return next((k for k, v in FILES.items() if v == file), file)
 
 
-def efficiency(report: dict[str, Any], model: str = "unet-cxr") -> float | None:
+def efficiency(report: dict[str, Any], model: str = "unet-cxr", http: bool = True) -> float | None:
     """Service req/s at concurrency 4 / raw img/s of the same model file (batch 1, all cores).
 
-    The file is the variant the service reported serving (``/v1/models`` precision).
+    The file is the variant the service reported serving (``/v1/models`` precision). With
+    ``http=False`` the in-process runs stand for the service (the path without the web layer).
     """
     served = FILES.get(report["service"].get("served", {}).get(model, "fp32"), "model.onnx")
     raw = next(
@@ -30,7 +31,8 @@ def efficiency(report: dict[str, Any], model: str = "unet-cxr") -> float | None:
         ),
         None,
     )
-    c4 = next((x for x in report["service"]["load"] if x["concurrency"] == 4), None)
+    rows = report["service"]["load"] if http else report.get("inproc", [])
+    c4 = next((x for x in rows if x.get("clients", x.get("concurrency")) == 4), None)
     if raw is None or c4 is None or not raw["img_per_s"]:
         return None
     return float(c4["req_per_s"] / raw["img_per_s"])
@@ -45,6 +47,25 @@ def _where(raw: dict[str, Any]) -> str:
     if options.get("cudnn_conv_algo_search") == "HEURISTIC":
         extra.insert(0, "heur")
     return " ".join([provider, f"b{raw.get('batch', 1)}", *extra])
+
+
+def _inproc_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Rows of the in-process runs (the request path without HTTP or decoding)."""
+    if not runs:
+        return []
+    lines = [
+        "",
+        f"in-process ({runs[0]['model']}, Segmenter.segment_image: no HTTP, no decoding)",
+        f"{'clients':<9}{'req/s':>8}{'p50':>8}{'p99':>8}  {'cuDNN search':<13}batches (size x n)",
+    ]
+    for run in runs:
+        options = run.get("env", {}).get("LUNGSEG_CUDA_OPTIONS", "")
+        search = "exhaustive" if "EXHAUSTIVE" in options else ""
+        batches = " ".join(f"{k}x{v}" for k, v in run.get("batches", {}).items())
+        ms = run["latency_ms"]
+        row = f"{run['clients']:<9}{run['req_per_s']:>8.1f}{ms['p50']:>8.1f}{ms['p99']:>8.1f}"
+        lines.append(f"{row}  {search:<13}{batches}".rstrip())
+    return lines
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -62,6 +83,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"{name:<44}{r['img_per_s']:>9.1f}"
             f"{r['latency_ms']['p50']:>9.1f}{r['latency_ms']['p99']:>9.1f}{r['peak_rss_mib']:>9.0f}"
         )
+    lines += _inproc_lines(report.get("inproc", []))
     svc = report["service"]
     served = ", ".join(f"{k} {v}" for k, v in sorted(svc.get("served", {}).items()))
     lines += [
@@ -88,4 +110,7 @@ def print_report(report: dict[str, Any]) -> None:
     lines.append(f"worker RSS MiB: {rss}")
     if eff is not None:
         lines.append(f"serving efficiency, unet-cxr (c=4 req/s / raw img/s, same file): {eff:.2f}")
+    eff_inproc = efficiency(report, http=False)
+    if eff_inproc is not None:
+        lines.append(f"the same without HTTP and decoding (in-process c=4): {eff_inproc:.2f}")
     log.info("\n".join(lines))
