@@ -163,7 +163,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "when ONNX Runtime has it",
     )
     parser.add_argument("--cuda-batches", type=int, nargs="+", default=[1, 32, 128])
-    parser.add_argument("--skip-raw", action="store_true", help="service runs only")
+    parser.add_argument("--skip-raw", action="store_true", help="no raw ONNX Runtime runs")
+    parser.add_argument("--skip-inproc", action="store_true", help="no in-process runs")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 20.0)
     args.requests = args.requests or (60 if args.quick else 5000)
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             else raw_runs(args.models, args.raw_seconds, threads)
         ),
     }
-    report["inproc"] = [] if args.skip_raw else inproc_runs(args, env)
+    report["inproc"] = [] if args.skip_inproc else inproc_runs(args, env)
     # kept even if the service part fails
     (args.out / "raw-latest.json").write_text(json.dumps(report, indent=2) + "\n")
     report["service"] = service_runs(args, env)
