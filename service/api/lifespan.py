@@ -48,7 +48,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         store = RunStore(settings.database_url)
         interrupted = store.mark_interrupted()
         if interrupted:
-            log.warning("%d benchmark runs were interrupted by a restart", interrupted)
+            log.warning("%d benchmark runs had lost their worker: marked interrupted", interrupted)
         app.state.segmenter = segmenter
         app.state.runner = BenchmarkRunner(store, segmenter)
         in_flight = settings.in_flight_limit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,9 +12,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from service.benchmark.evaluate import evaluate, summarise
 from service.benchmark.sets import LabelledSet
-from service.benchmark.store import RunStore
+from service.benchmark.store import HEARTBEAT_S, RunStore
 from service.errors import LungsegError
 from service.models.segmenter import ModelChoice, Segmenter
 
@@ -62,12 +65,34 @@ def score_models(
 
 
 class BenchmarkRunner:
-    """Runs benchmark jobs one at a time in a worker thread; results go to ``store``."""
+    """Runs benchmark jobs one at a time in a worker thread; results go to ``store``.
 
-    def __init__(self, store: RunStore, segmenter: Segmenter, workers: int = 1) -> None:
+    A second thread renews the store's lease on this runner's runs every ``heartbeat_s``
+    seconds, so that other workers sharing the store can tell them from abandoned ones.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        segmenter: Segmenter,
+        workers: int = 1,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
         self.store = store
         self.segmenter = segmenter
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lungseg-benchmark")
+        self._stop = threading.Event()
+        self._beat = threading.Thread(
+            target=self._heartbeat, args=(heartbeat_s,), name="lungseg-heartbeat", daemon=True
+        )
+        self._beat.start()
+
+    def _heartbeat(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                self.store.heartbeat()
+            except SQLAlchemyError:  # a database hiccup must not end the lease thread
+                log.warning("benchmark store heartbeat failed", exc_info=True)
 
     def submit(
         self, labelled: LabelledSet, models: list[ModelChoice], cleanup: Path | None = None
@@ -97,4 +122,10 @@ class BenchmarkRunner:
                 shutil.rmtree(cleanup, ignore_errors=True)
 
     def shutdown(self) -> None:
+        """Stop: queued runs are cancelled, and this runner's unfinished runs are recorded as
+        interrupted (a run still computing may yet record ``done`` before the process ends)."""
+        self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        abandoned = self.store.abandon()
+        if abandoned:
+            log.warning("%d benchmark runs were interrupted by the shutdown", abandoned)
