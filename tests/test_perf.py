@@ -15,6 +15,8 @@ from service.perf.agree import check
 from service.perf.inproc import measure as measure_inproc
 from service.perf.load import multipart_request, run_load_procs
 from service.perf.report import efficiency
+from service.perf.serve import running_service
+from service.perf.studies import measure_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,3 +125,18 @@ def test_inproc_counts_every_request_and_each_batch(
     else:  # every request ran in exactly one batch of at most 4
         assert max(int(size) for size in result["batches"]) <= 4
         assert sum(int(size) * n for size, n in result["batches"].items()) == result["requests"]
+
+
+def test_latency_per_study_reports_the_services_own_stages(tmp_path: Path) -> None:
+    env = {
+        "LUNGSEG_MODELS_DIR": str(tmp_path / "no-models"),  # the threshold segmenter
+        "LUNGSEG_DATABASE_URL": f"sqlite:///{tmp_path / 'runs.db'}",
+    }
+    with running_service(env, tmp_path / "service.log") as svc:
+        study = measure_study(svc.host, svc.port, ROOT / "tests/fixtures/CT_small.dcm", 3)
+    assert (study["file"], study["size"], study["frames"]) == ("CT_small.dcm", [128, 128], 1)
+    assert study["model"] == "threshold-ct"
+    assert list(study["stage_p50_ms"]) == ["decode", "preprocess", "infer", "postprocess", "encode"]
+    # each request's wall time holds each of its stages, so the medians keep that order
+    assert 0 < study["stage_p50_ms"]["decode"] < study["latency_ms"]["p50"]
+    assert study["stage_p50_ms"]["infer"] < study["latency_ms"]["p50"]

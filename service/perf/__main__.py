@@ -21,6 +21,7 @@ from service.models.registry import latest_versions
 from service.perf.load import multipart_request, run_load_procs
 from service.perf.report import print_report
 from service.perf.serve import running_service
+from service.perf.studies import default_studies, measure_study
 
 log = logging.getLogger("lungseg.perf")
 DEFAULT_IMAGE = REPO_ROOT / "tests" / "fixtures" / "cxr_covid_1902.png"
@@ -129,6 +130,9 @@ def service_runs(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any
             return result.summary()
 
         load(2, 20, 10)  # warm-up
+        out["studies"] = [
+            measure_study(svc.host, svc.port, path, args.study_repeats) for path in args.studies
+        ]
         for concurrency in args.concurrency:
             out["load"].append(load(concurrency, args.requests, args.seconds))
         out["overload"] = load(args.overload, args.requests * 2, args.seconds)
@@ -162,6 +166,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="raw runs: CPU (all files, batch 1) or CUDA (fp32/fp16, batched); auto = CUDA "
         "when ONNX Runtime has it",
     )
+    parser.add_argument(
+        "--studies",
+        type=Path,
+        nargs="*",
+        help="files posted one at a time for the latency per study (default: the fixtures and, "
+        "when $LUNGSEG_DATA_DIR or ../shared/data has them, real CR and CT DICOM)",
+    )
+    parser.add_argument("--study-repeats", type=int, help="posts per study (default 10, quick 2)")
     parser.add_argument("--cuda-batches", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--skip-raw", action="store_true", help="no raw ONNX Runtime runs")
     parser.add_argument("--skip-inproc", action="store_true", help="no in-process runs")
@@ -169,6 +181,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.seconds = args.seconds or (3.0 if args.quick else 20.0)
     args.requests = args.requests or (60 if args.quick else 5000)
     args.raw_seconds = args.raw_seconds or (1.0 if args.quick else 8.0)
+    args.study_repeats = args.study_repeats or (2 if args.quick else 10)
+    args.studies = default_studies() if args.studies is None else args.studies
     if args.provider == "auto":
         args.provider = (
             "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"

@@ -16,8 +16,8 @@ from typing import Any
 from service.perf.raw import percentiles
 
 
-def multipart_request(host: str, port: int, path: str, filename: str, payload: bytes) -> bytes:
-    """The bytes of one ``POST`` with ``payload`` as the multipart field ``file``."""
+def multipart_body(filename: str, payload: bytes) -> tuple[str, bytes]:
+    """``(content type, body)`` of a multipart form with ``payload`` as the field ``file``."""
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -28,9 +28,15 @@ def multipart_request(host: str, port: int, path: str, filename: str, payload: b
         + payload
         + f"\r\n--{boundary}--\r\n".encode()
     )
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+def multipart_request(host: str, port: int, path: str, filename: str, payload: bytes) -> bytes:
+    """The bytes of one ``POST`` with ``payload`` as the multipart field ``file``."""
+    content_type, body = multipart_body(filename, payload)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: keep-alive\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     return head + body

@@ -68,6 +68,24 @@ def _inproc_lines(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _study_lines(studies: list[dict[str, Any]]) -> list[str]:
+    """Rows of the latency per study (one client, real files)."""
+    if not studies:
+        return []
+    head = f"{'study':<24}{'KiB':>7}{'size':>11}{'model':>10}{'p50':>8}{'p99':>8}"
+    lines = ["", "latency per study (1 client, ms; stages: the service's medians)"]
+    lines.append(
+        head + "".join(f"{stage[:6]:>8}" for stage in ("decode", "pre", "infer", "post", "encode"))
+    )
+    for s in studies:
+        size = "x".join(str(v) for v in s["size"]) + (f"x{s['frames']}" if s["frames"] > 1 else "")
+        ms = s["latency_ms"]
+        row = f"{s['file'][:23]:<24}{s['kib']:>7.0f}{size:>11}{s['model']:>10}"
+        row += f"{ms['p50']:>8.1f}{ms['p99']:>8.1f}"
+        lines.append(row + "".join(f"{v:>8.1f}" for v in s["stage_p50_ms"].values()))
+    return lines
+
+
 def print_report(report: dict[str, Any]) -> None:
     machine = report["machine"]
     lines = [
@@ -105,6 +123,7 @@ def print_report(report: dict[str, Any]) -> None:
     lines.append(
         f"(rows: {len(svc['load'])} load levels, then overload, then recovery; latencies in ms)"
     )
+    lines += _study_lines(svc.get("studies", []))
     rss = ", ".join(f"{x:.0f}" for x in svc["worker_rss_mib"])
     eff = efficiency(report)
     lines.append(f"worker RSS MiB: {rss}")
