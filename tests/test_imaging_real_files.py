@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from service.imaging import DecodedImage, decode
+from service.imaging import DecodedImage, decode, j2k
 
 DICOM_FILES = {
     "693_J2KR.dcm",
@@ -219,3 +219,26 @@ def test_covidqu_masks_are_binary(covidqu_dir: Path) -> None:
         assert set(np.unique(image.pixels).tolist()) <= {0.0, 1.0}
         if "infection" in path.parent.name and path.parent.parent.name != "COVID-19":
             assert float(image.pixels.max()) == 0.0  # empty for Non-COVID and Normal
+
+
+# --- JPEG 2000: the multi-threaded decoder against pydicom's pylibjpeg plugin -----------------
+
+
+def _j2k_files(data_dir: Path) -> list[Path]:
+    dicom = [
+        data_dir / "files" / "dicom" / f"{n}.dcm" for n in ("RG1_J2KR", "RG1_J2KI", "693_J2KR")
+    ]
+    return dicom + sorted((data_dir / "files" / "ct-series-jpeg2000").iterdir())
+
+
+def test_every_jpeg2000_file_decodes_identically_with_threads(data_dir: Path) -> None:
+    files = _j2k_files(data_dir)
+    assert len(files) == 23
+    for path in files:
+        reference = pydicom.dcmread(path)
+        reference.pixel_array_options(decoding_plugin="pylibjpeg")
+        threaded = pydicom.dcmread(path)
+        threaded.pixel_array_options(decoding_plugin=j2k.PLUGIN, j2k_threads=2)
+        expected, got = reference.pixel_array, threaded.pixel_array
+        assert got.dtype == expected.dtype, path.name
+        assert np.array_equal(got, expected), path.name

@@ -16,13 +16,14 @@ DEFAULT_MAX_PIXELS = 80_000_000
 """Default limit on height x width x frames (80 megapixels), checked from headers."""
 
 
-def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, threads: int = 1) -> DecodedImage:
     """Decode one uploaded DICOM, PNG or JPEG file held in memory.
 
     Args:
         data: the file's bytes.
         max_pixels: largest accepted height x width x frames, checked from the file's header
             before any pixel data is decompressed.
+        threads: threads that may decompress one JPEG 2000 DICOM frame (other formats: one).
 
     Returns:
         DecodedImage with float32 pixels of shape ``(frames, H, W)`` in stored pixel order:
@@ -42,5 +43,5 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
     source_format = sniff(data)
     logger.debug("decoding %d bytes as %s", len(data), source_format)
     if source_format == "dicom":
-        return decode_dicom(data, max_pixels=max_pixels)
+        return decode_dicom(data, max_pixels=max_pixels, threads=threads)
     return decode_raster(data, source_format, max_pixels=max_pixels)

@@ -41,6 +41,7 @@ from pydicom.uid import (
 )
 
 from service.errors import UnsupportedMediaError, UnsupportedModalityError
+from service.imaging import j2k
 from service.imaging.dicom_values import bits_stored, to_display, to_hu
 from service.imaging.raster import check_pixel_limit, j2k_size, jpeg_size
 from service.imaging.sniff import PYDICOM_PARSE_ERRORS, check_deflated_size
@@ -53,8 +54,10 @@ SECONDARY_CAPTURE_MODALITIES = frozenset({"OT", ""})
 GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 
-def decode_dicom(data: bytes, *, max_pixels: int) -> DecodedImage:
+def decode_dicom(data: bytes, *, max_pixels: int, threads: int = 1) -> DecodedImage:
     """Decode one DICOM file to a DecodedImage (float32 ``(frames, H, W)``; HU or [0, 1]).
+
+    ``threads``: threads for each JPEG 2000 frame (``service.imaging.j2k``; others use one).
 
     Raises:
         UnsupportedMediaError: not parseable, truncated, corrupt, no pixel data, zero size.
@@ -63,19 +66,19 @@ def decode_dicom(data: bytes, *, max_pixels: int) -> DecodedImage:
     """
     ds = _read(data, max_pixels)
     try:
-        return _decode_dataset(ds, max_pixels)
+        return _decode_dataset(ds, max_pixels, threads)
     except PYDICOM_PARSE_ERRORS as exc:  # a malformed attribute value met while converting
         raise UnsupportedMediaError(
             f"the DICOM file has malformed image attributes ({type(exc).__name__})"
         ) from exc
 
 
-def _decode_dataset(ds: Dataset, max_pixels: int) -> DecodedImage:
+def _decode_dataset(ds: Dataset, max_pixels: int, threads: int) -> DecodedImage:
     modality = _modality(ds)
     frames, rows, columns = _geometry(ds, max_pixels)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     _check_codestreams(ds, frames, rows, columns)
-    raw = _pixel_array(ds, frames, rows, columns)
+    raw = _pixel_array(ds, frames, rows, columns, threads)
     convert = to_hu if modality == "ct" else to_display
     pixels = convert(raw, ds, photometric)
     if not np.isfinite(pixels).all():
@@ -189,11 +192,19 @@ def _check_codestreams(ds: Dataset, frames: int, rows: int, columns: int) -> Non
         raise UnsupportedMediaError("the encapsulated DICOM pixel data is corrupt") from exc
 
 
-def _pixel_array(ds: Dataset, frames: int, rows: int, columns: int) -> np.ndarray:
+def _pixel_array(ds: Dataset, frames: int, rows: int, columns: int, threads: int) -> np.ndarray:
     """Decoded samples as ``(frames, H, W)`` or ``(frames, H, W, 3)`` (YBR converted to RGB)."""
     syntax = _transfer_syntax(ds)
     try:
-        ds.pixel_array_options(allow_excess_frames=False, as_rgb=True)
+        if syntax in j2k.SYNTAXES and j2k.AVAILABLE:
+            ds.pixel_array_options(
+                allow_excess_frames=False,
+                as_rgb=True,
+                decoding_plugin=j2k.PLUGIN,
+                j2k_threads=threads,
+            )
+        else:
+            ds.pixel_array_options(allow_excess_frames=False, as_rgb=True)
         arr = ds.pixel_array
         if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
             arr = apply_color_lut(arr, ds)

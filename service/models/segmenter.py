@@ -8,6 +8,7 @@ measure, timing each stage. Encoding (RLE/PNG) is left to the caller.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,24 @@ def _gate(limit: int) -> AbstractContextManager[object]:
     return threading.BoundedSemaphore(limit) if limit > 0 else nullcontext()
 
 
+class _SharedThreads:
+    """``with shared as n``: a share of ``total`` threads, split among the holders at entry."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._holders = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> int:
+        with self._lock:
+            self._holders += 1
+            return max(1, self.total // self._holders)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._holders -= 1
+
+
 def resolve_modality(image: DecodedImage, asked: ModalityChoice) -> Modality:
     """The modality to segment as: the DICOM tag for ``auto`` (PNG/JPEG: CXR), else as asked.
 
@@ -119,6 +138,8 @@ class Segmenter:
         cuda_options: CUDA execution provider options (``None``: ``DEFAULT_CUDA_OPTIONS``).
         cpu_stages: decode/pre/postprocessing steps that may run at once (0 = no limit), so
             that they neither oversubscribe the cores nor hold many decoded images in memory.
+            It is also the number of threads that decompress a JPEG 2000 DICOM frame, shared
+            among the uploads being decoded at that moment (one alone gets them all).
         precision: ONNX variant to serve: ``auto`` (accepted int8 on CPU / fp16 on CUDA, else
             fp32), ``fp32``, ``int8`` or ``fp16``.
     """
@@ -139,6 +160,7 @@ class Segmenter:
         self.max_pixels = max_pixels
         self._infer_gate = _gate(max_inferences)
         self._cpu_gate = _gate(cpu_stages)
+        self._decode_threads = _SharedThreads(cpu_stages or os.cpu_count() or 1)
         self.registry = (
             ModelRegistry.load(
                 models_dir,
@@ -184,10 +206,12 @@ class Segmenter:
     ) -> Segmentation:
         """Decode and segment an upload (DICOM, PNG or JPEG bytes); every frame is segmented."""
         clock = _Clock()
-        image = clock.run(
-            "decode", lambda: decode(data, max_pixels=self.max_pixels), self._cpu_gate
-        )
+        image = clock.run("decode", lambda: self._decode(data), self._cpu_gate)
         return self.segment_image(image, modality, model, clock)
+
+    def _decode(self, data: bytes) -> DecodedImage:
+        with self._decode_threads as threads:
+            return decode(data, max_pixels=self.max_pixels, threads=threads)
 
     def segment_image(
         self,
