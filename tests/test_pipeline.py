@@ -121,3 +121,23 @@ def test_empty_lung_gives_zero_percent_and_totals_add_up():
     total = measure.total_stats([a, b])
     assert (total.lung_area_px, total.infection_area_px, total.infection_percent) == (40, 5, 12.5)
     assert total.lung_area_mm2 == 40.0
+
+
+def test_more_components_than_16_bit_labels_hold_fall_back_to_32_bit():
+    mask = np.zeros((1024, 1024), dtype=bool)
+    mask[::3, ::3] = True  # 342 x 342 = 116,964 single-pixel components
+    count, labels, stats = postprocess.components(mask)
+    assert (count, labels.dtype) == (342 * 342 + 1, np.int32)
+    assert stats[1:, 4].tolist() == [1] * (342 * 342)  # every area is one pixel
+    assert not postprocess.drop_small(mask, 2).any()
+    assert np.array_equal(postprocess.drop_small(mask, 1), mask)
+    kept = postprocess.largest_components(mask, 2, 0.0)
+    assert np.count_nonzero(kept) == 2
+
+
+def test_few_components_get_16_bit_labels():
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[0:2, 0:2] = mask[4:6, 3:6] = True
+    count, labels, stats = postprocess.components(mask)
+    assert (count, labels.dtype) == (3, np.uint16)
+    assert stats[1:, 4].tolist() == [4, 6]

@@ -40,6 +40,25 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | holes
 
 
+def components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """8-connected components of a bool mask: ``(count, labels, stats)`` as OpenCV gives them.
+
+    Labels are 16-bit when they fit (half the memory traffic of 32-bit on a full-size
+    radiograph); OpenCV refuses to overflow them, and then 32-bit labels are used.
+    """
+    contiguous_bool = mask.dtype == bool and mask.flags.c_contiguous
+    image = mask.view(np.uint8) if contiguous_bool else mask.astype(np.uint8)
+    try:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            image, connectivity=8, ltype=cv2.CV_16U
+        )
+    except cv2.error:  # more than 65,535 components
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            image, connectivity=8, ltype=cv2.CV_32S
+        )
+    return count, labels, stats
+
+
 def _select(labels: np.ndarray, count: int, keep: list[int]) -> np.ndarray:
     """Bool mask of the pixels whose label is in ``keep`` (a lookup table, not ``np.isin``)."""
     table = np.zeros(count, dtype=bool)
@@ -53,9 +72,7 @@ def largest_components(mask: np.ndarray, keep: int, min_fraction: float) -> np.n
     Components smaller than ``min_fraction`` x the largest are dropped too. An empty mask stays
     empty.
     """
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
+    count, labels, stats = components(mask)
     if count <= 1:
         return np.zeros_like(mask, dtype=bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
@@ -68,9 +85,7 @@ def drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
     """Remove 8-connected components of a bool mask with fewer than ``min_area`` pixels."""
     if min_area <= 0 or not mask.any():
         return mask
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
+    count, labels, stats = components(mask)
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
     return _select(labels, count, keep)
 
@@ -80,7 +95,7 @@ def airless_removed(
 ) -> np.ndarray:
     """Drop components of a bool mask whose pixels are air (``hu < air_hu``) less than
     ``min_fraction`` of the time; ``hu`` is the float ``(H, W)`` frame in Hounsfield units."""
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    count, labels, _ = components(mask)
     if count <= 1:
         return mask
     sizes = np.bincount(labels.ravel(), minlength=count)
