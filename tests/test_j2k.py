@@ -56,3 +56,11 @@ def test_decoding_threads_are_shared_among_concurrent_uploads():
         assert (first, second, third) == (4, 2, 1)
     with shared as alone:
         assert alone == 4
+
+
+def test_without_imagecodecs_pydicoms_own_plugin_decodes_the_same(
+    codestream: bytes, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(j2k, "AVAILABLE", False)
+    image = decode(_ct_j2k(codestream), threads=2)
+    np.testing.assert_array_equal(image.pixels[0], STORED.astype(np.float32) - 1024)
