@@ -18,8 +18,11 @@ from service.pipeline.params import PostprocessParams
 
 
 def test_refuses_beyond_the_limit_and_recovers_at_once():
+    refusals: list[int] = []
+    counts: list[int] = []
+
     async def scenario() -> tuple[int, int]:
-        gate = Admission(limit=3, retry_after_s=5)
+        gate = Admission(3, 5, observe=counts.append, on_refusal=lambda: refusals.append(1))
         release = asyncio.Event()
 
         async def work() -> str:
@@ -41,6 +44,8 @@ def test_refuses_beyond_the_limit_and_recovers_at_once():
         return inside, gate.admitted
 
     assert asyncio.run(scenario()) == (1, 0)
+    assert refusals == [1]
+    assert counts == [1, 2, 3, 2, 1, 0, 1, 0]
 
 
 class SlowBackend:

@@ -21,16 +21,22 @@ GATED_PATHS = frozenset({"/v1/segment", "/v1/render"})
 class Admission:
     """Counts the admitted requests of one event loop (one uvicorn worker).
 
-    ``observe`` is called with the new count on every change (e.g. a Prometheus gauge's ``set``).
+    ``observe`` is called with the new count on every change (e.g. a Prometheus gauge's
+    ``set``), ``on_refusal`` once per refused request (e.g. a counter's ``inc``).
     """
 
     def __init__(
-        self, limit: int, retry_after_s: int = 1, observe: Callable[[int], None] | None = None
+        self,
+        limit: int,
+        retry_after_s: int = 1,
+        observe: Callable[[int], None] | None = None,
+        on_refusal: Callable[[], None] | None = None,
     ) -> None:
         self.limit = limit
         self.retry_after_s = retry_after_s
         self._admitted = 0
         self._observe = observe or (lambda _count: None)
+        self._on_refusal = on_refusal or (lambda: None)
 
     @property
     def admitted(self) -> int:
@@ -41,11 +47,16 @@ class Admission:
     def full(self) -> bool:
         return self._admitted >= self.limit
 
+    def refuse(self) -> Overloaded:
+        """Count one refused request; the error to answer it with (503 + Retry-After)."""
+        self._on_refusal()
+        return Overloaded(self.retry_after_s)
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold an admission; raises :class:`Overloaded` when the worker is full."""
         if self.full:
-            raise Overloaded(self.retry_after_s)
+            raise self.refuse()
         self._admitted += 1
         self._observe(self._admitted)
         try:
@@ -69,6 +80,7 @@ class EarlyRejectMiddleware:
         if scope["type"] == "http" and scope["path"] in GATED_PATHS:
             admission = getattr(scope["app"].state, "admission", None)
             if isinstance(admission, Admission) and admission.full:
+                admission.refuse()
                 response = problem(
                     503, "the service is at capacity; retry later", "overloaded", scope["path"]
                 )

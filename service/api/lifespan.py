@@ -56,7 +56,10 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             in_flight = max(in_flight, settings.max_batch)  # room to fill a GPU batch
         metrics: Metrics = app.state.metrics
         app.state.admission = Admission(
-            in_flight + settings.queue_limit, settings.retry_after_s, metrics.inference_queue.set
+            in_flight + settings.queue_limit,
+            settings.retry_after_s,
+            observe=metrics.inference_queue.set,
+            on_refusal=metrics.rejected.inc,
         )
         _report(segmenter, metrics, time.perf_counter() - start)
         try:

@@ -84,12 +84,14 @@ def test_modality_contradicting_dicom_is_422(client, data_dir):
     assert_problem(upload(client, data, "ct.dcm", modality="cxr"), 422, "contradicts")
 
 
-def test_saturated_service_answers_503_with_retry_after(client, data_dir):
-    client.app.state.admission = Admission(limit=0, retry_after_s=3)
+def test_saturated_service_answers_503_with_retry_after_and_counts_it(client, data_dir):
+    refusals = client.app.state.metrics.rejected
+    client.app.state.admission = Admission(limit=0, retry_after_s=3, on_refusal=refusals.inc)
     data = (data_dir / "files/dicom/CT_small.dcm").read_bytes()
     response = upload(client, data, "ct.dcm")
     assert_problem(response, 503, "capacity")
     assert response.headers["retry-after"] == "3"
+    assert "lungseg_rejected_total 1.0" in client.get("/metrics").text
 
 
 def zip_bytes(entries: dict[str, bytes]) -> bytes:
