@@ -209,6 +209,12 @@ class Segmenter:
         image = clock.run("decode", lambda: self._decode(data), self._cpu_gate)
         return self.segment_image(image, modality, model, clock)
 
+    def decode(self, data: bytes) -> DecodedImage:
+        """Decode an upload within the CPU-stage limit (``max_pixels`` applies), JPEG 2000
+        frames with the decoding threads this upload's share of the cores allows."""
+        with self._cpu_gate:
+            return self._decode(data)
+
     def _decode(self, data: bytes) -> DecodedImage:
         with self._decode_threads as threads:
             return decode(data, max_pixels=self.max_pixels, threads=threads)

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import AdmissionDep, SettingsDep, read_upload
+from service.api.deps import AdmissionDep, SegmenterDep, SettingsDep, read_upload
 from service.api.routers.segment import PROBLEMS
-from service.imaging import decode
+from service.models.segmenter import Segmenter
 from service.pipeline.params import CtWindow
 from service.report.display import LUNG_WINDOW, display_frame, png_bytes
 
@@ -22,15 +22,17 @@ RESPONSES: dict[int | str, dict[str, Any]] = {code: spec for code, spec in PROBL
 RESPONSES[200] = {"content": {"image/png": {}}, "description": "8-bit grayscale PNG"}
 
 
-def render_png(data: bytes, max_pixels: int, window: CtWindow) -> bytes:
-    """Decode ``data`` and encode its first frame, windowed when in HU, as a grayscale PNG."""
-    return png_bytes(display_frame(decode(data, max_pixels=max_pixels), window))
+def render_png(segmenter: Segmenter, data: bytes, window: CtWindow) -> bytes:
+    """Decode ``data`` (as ``/v1/segment`` does) and encode its first frame, windowed when in
+    HU, as a grayscale PNG."""
+    return png_bytes(display_frame(segmenter.decode(data), window))
 
 
 @router.post("/render", response_class=Response, responses=RESPONSES)
 async def render(
     file: UploadFile,
     admission: AdmissionDep,
+    segmenter: SegmenterDep,
     settings: SettingsDep,
     window_level: Annotated[float, Query(description="CT window centre, HU")] = LUNG_WINDOW.level,
     window_width: Annotated[float, Query(gt=0, description="CT window, HU")] = LUNG_WINDOW.width,
@@ -42,5 +44,5 @@ async def render(
     data = await read_upload(file, settings.max_upload_bytes)
     window = CtWindow(level=window_level, width=window_width)
     async with admission.slot():
-        png = await run_in_threadpool(render_png, data, settings.max_pixels, window)
+        png = await run_in_threadpool(render_png, segmenter, data, window)
     return Response(content=png, media_type="image/png")
