@@ -57,7 +57,7 @@ def test_cuda_alone_refuses_to_run_on_the_cpu() -> None:
 
 
 def test_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings_module, "_cores", lambda: 16)
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 16)
     one = Settings(workers=1)
     four = Settings(workers=4)
     assert (one.cores, one.in_flight_limit, one.threads_per_inference) == (16, 16, 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,14 +9,11 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.cpus import usable_cores
 from service.models.onnx_backend import DEFAULT_CUDA_OPTIONS
 from service.models.segmenter import Segmenter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -85,8 +81,9 @@ class Settings(BaseSettings):
 
     @property
     def cores(self) -> int:
-        """The cores one worker may use: the machine's (affinity) shared by the workers."""
-        return max(1, _cores() // self.workers)
+        """The cores one worker may use: the machine's (affinity, capped by a cgroup CPU
+        quota) shared by the workers."""
+        return max(1, usable_cores() // self.workers)
 
     @property
     def in_flight_limit(self) -> int:

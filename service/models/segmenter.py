@@ -8,7 +8,6 @@ measure, timing each stage. Encoding (RLE/PNG) is left to the caller.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
+from service.cpus import usable_cores
 from service.errors import InvalidParameterError, ModelLoadError
 from service.imaging import decode
 from service.imaging.types import DecodedImage, Modality
@@ -160,7 +160,7 @@ class Segmenter:
         self.max_pixels = max_pixels
         self._infer_gate = _gate(max_inferences)
         self._cpu_gate = _gate(cpu_stages)
-        self._decode_threads = _SharedThreads(cpu_stages or os.cpu_count() or 1)
+        self._decode_threads = _SharedThreads(cpu_stages or usable_cores())
         self.registry = (
             ModelRegistry.load(
                 models_dir,

@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import platform
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import onnxruntime as ort
 
 from service.api.settings import REPO_ROOT
+from service.cpus import usable_cores
 from service.models.registry import latest_versions
 from service.perf.load import multipart_request, run_load_procs
 from service.perf.report import print_report
@@ -188,7 +188,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
         )
     if not args.load_procs:
-        cores = len(os.sched_getaffinity(0))
+        cores = usable_cores()
         args.load_procs = max(1, cores // 4) if args.provider == "cuda" else 1
     return args
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    threads = len(os.sched_getaffinity(0))
+    threads = usable_cores()
     env = dict(item.split("=", 1) for item in args.env)
     env.setdefault("LUNGSEG_MODELS_DIR", str(args.models))
     env.setdefault("LUNGSEG_DATABASE_URL", f"sqlite:///{args.out / 'bench.db'}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from service.cpus import usable_cores
 from service.models.card import read_card
 from service.models.onnx_backend import CPU, CUDA, choose_providers
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--file", default="model.onnx", help="ONNX file inside the model dir")
     parser.add_argument("--provider", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--cuda-option", nargs="*", default=[], help="KEY=VALUE (CUDA EP)")

@@ -1,0 +1,53 @@
+"""How many CPU cores this process may really use: its affinity, capped by a cgroup CPU quota.
+
+In a container with a CPU limit (Kubernetes ``resources.limits.cpu``), the affinity and
+``os.cpu_count()`` still show every core of the node; sizing thread pools from them would run
+dozens of threads on a 2-CPU quota and have the kernel throttle the pod. The quota is read from
+cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read_ints(path: Path) -> list[str] | None:
+    try:
+        return path.read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU limit in cores (e.g. 2.0), or ``None`` when there is none or it cannot be read."""
+    v2 = _read_ints(root / "cpu.max")  # "<quota|max> <period>"
+    if v2 is not None and len(v2) == 2 and v2[0] != "max":
+        try:
+            quota, period = int(v2[0]), int(v2[1])
+        except ValueError:
+            return None
+        return quota / period if quota > 0 and period > 0 else None
+    quota_v1 = _read_ints(root / "cpu" / "cpu.cfs_quota_us")
+    period_v1 = _read_ints(root / "cpu" / "cpu.cfs_period_us")
+    if quota_v1 and period_v1:
+        try:
+            quota, period = int(quota_v1[0]), int(period_v1[0])
+        except ValueError:
+            return None
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
+def usable_cores(root: Path = CGROUP_ROOT) -> int:
+    """Cores of the affinity mask, at most the cgroup quota rounded down (at least 1)."""
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    quota = cpu_quota(root)
+    if quota is not None:
+        cores = min(cores, int(quota))
+    return max(1, cores)
