@@ -1,8 +1,10 @@
-"""Refuse oversized request bodies from their Content-Length, before parsing them."""
+"""Refuse oversized request bodies: from their Content-Length before reading them, and while
+they stream in when there is none (chunked uploads), so no body beyond the limit is held."""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import problem
 from service.api.settings import Settings
@@ -11,7 +13,13 @@ MULTIPART_SLACK = 1 << 20
 
 
 class BodyLimitMiddleware:
-    """413 problem+json when Content-Length exceeds the route's limit (plus multipart slack)."""
+    """413 problem+json when a body exceeds the route's limit (plus multipart slack).
+
+    A declared Content-Length over the limit is refused at once. Otherwise the bytes received
+    are counted; past the limit, reading raises an ``HTTPException(413)`` that the handlers
+    turn into problem+json like any other (FastAPI re-raises HTTP exceptions met while
+    parsing a body).
+    """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -23,17 +31,29 @@ class BodyLimitMiddleware:
         return self.settings.max_upload_bytes + MULTIPART_SLACK
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope.get("headers") or [])
-            length = headers.get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.limit_for(scope["path"]):
-                response = problem(
-                    413,
-                    f"request body of {int(length)} bytes exceeds the limit "
-                    f"({self.limit_for(scope['path'])} bytes)",
-                    "input-too-large",
-                    scope["path"],
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:
+            detail = f"request body of {int(length)} bytes exceeds the limit ({limit} bytes)"
+            await problem(413, detail, "input-too-large", scope["path"])(scope, receive, send)
+            return
+        await self.app(scope, _counting(receive, limit), send)
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises HTTPException(413) once more than ``limit`` body bytes came."""
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, f"request body exceeds the limit ({limit} bytes)")
+        return message
+
+    return counted
