@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from service.api.admission import Admission
+from service.api.admission import Admission, AdmissionMiddleware
 from service.api.errors import Overloaded
 from service.imaging.types import DecodedImage
 from service.models.base import ModelInfo
@@ -84,3 +85,45 @@ def test_segmenter_bounds_concurrent_inferences():
     for t in threads:
         t.join()
     assert backend.peak == 2
+
+
+def test_the_middleware_holds_the_admission_while_the_upload_is_read():
+    gate = Admission(limit=1, retry_after_s=2)
+    app_ref = SimpleNamespace(state=SimpleNamespace(admission=gate))
+    body_arrives = asyncio.Event()
+    seen: list[int] = []
+
+    async def handler(scope, receive, send) -> None:
+        seen.append(gate.admitted)  # admitted before the body is read
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def request(arrival: asyncio.Event | None) -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if arrival is not None:
+                await arrival.wait()
+            return {"type": "http.request", "body": b"x", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/v1/segment", "app": app_ref, "headers": []}
+        await AdmissionMiddleware(handler)(scope, receive, send)
+        return sent
+
+    async def scenario() -> tuple[list[dict], list[dict], int]:
+        slow = asyncio.create_task(request(body_arrives))
+        await asyncio.sleep(0)  # the slow upload is admitted and waits for its body
+        refused = await request(None)
+        body_arrives.set()
+        return await slow, refused, gate.admitted
+
+    served, refused, after = asyncio.run(scenario())
+    assert seen == [1]
+    assert served[0]["status"] == 200
+    assert refused[0]["status"] == 503
+    assert (b"retry-after", b"2") in refused[0]["headers"]
+    assert after == 0

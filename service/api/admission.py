@@ -1,9 +1,10 @@
 """Admission control: a bounded number of requests per worker, refused at once beyond it.
 
 The ``Segmenter`` bounds the inferences that run at once (``LUNGSEG_MAX_IN_FLIGHT``); here
-the requests a worker holds in all (running or waiting: ``in_flight + queue``) are bounded.
-Past the bound the next request gets 503 with Retry-After at once, before its upload is even
-read, instead of joining an ever-growing queue, so admitted requests keep a bounded latency.
+the requests a worker holds in all (reading their upload, waiting or running:
+``in_flight + queue``) are bounded. Past the bound the next request gets 503 with Retry-After
+at once, before its upload is even read, instead of joining an ever-growing queue, so admitted
+requests keep a bounded latency and a bounded memory.
 """
 
 from __future__ import annotations
@@ -66,25 +67,30 @@ class Admission:
             self._observe(self._admitted)
 
 
-class EarlyRejectMiddleware:
-    """503 for gated routes while the worker is full, without reading the request body.
+class AdmissionMiddleware:
+    """Admission for the gated routes, held for the whole request: reading the upload, waiting
+    for an inference slot and running.
 
-    Refusing costs next to nothing this way, so overload does not eat the CPU that admitted
-    requests need. Handlers still take their admission (``Admission.slot``) after reading.
+    While the worker is full the answer is 503 + Retry-After at once, before the body is read,
+    so refusing costs next to nothing and overload does not eat the CPU that admitted requests
+    need; and since a request is admitted before its upload is read, the uploads held in
+    memory are bounded too (at most the admission limit per worker).
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in GATED_PATHS:
-            admission = getattr(scope["app"].state, "admission", None)
-            if isinstance(admission, Admission) and admission.full:
-                admission.refuse()
-                response = problem(
-                    503, "the service is at capacity; retry later", "overloaded", scope["path"]
-                )
-                response.headers["Retry-After"] = str(admission.retry_after_s)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        admission = getattr(scope["app"].state, "admission", None) if "app" in scope else None
+        gated = scope["type"] == "http" and scope["path"] in GATED_PATHS
+        if not gated or not isinstance(admission, Admission):
+            await self.app(scope, receive, send)
+            return
+        if admission.full:
+            refused = admission.refuse()
+            response = problem(503, str(refused), "overloaded", scope["path"])
+            response.headers["Retry-After"] = str(refused.retry_after_s)
+            await response(scope, receive, send)
+            return
+        async with admission.slot():
+            await self.app(scope, receive, send)

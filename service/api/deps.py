@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
 
-from service.api.admission import Admission
 from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.benchmark.jobs import BenchmarkRunner
@@ -22,10 +21,6 @@ def segmenter(request: Request) -> Segmenter:
     return request.app.state.segmenter
 
 
-def admission(request: Request) -> Admission:
-    return request.app.state.admission
-
-
 def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
@@ -36,7 +31,6 @@ def runner(request: Request) -> BenchmarkRunner:
 
 SettingsDep = Annotated[Settings, Depends(settings)]
 SegmenterDep = Annotated[Segmenter, Depends(segmenter)]
-AdmissionDep = Annotated[Admission, Depends(admission)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
 RunnerDep = Annotated[BenchmarkRunner, Depends(runner)]
 

@@ -10,7 +10,7 @@ from starlette.formparsers import MultiPartParser
 
 from service import NOT_A_MEDICAL_DEVICE, __version__
 from service.api import errors
-from service.api.admission import EarlyRejectMiddleware
+from service.api.admission import AdmissionMiddleware
 from service.api.lifespan import lifespan_for
 from service.api.limits import MULTIPART_SLACK, BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
@@ -61,6 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, settings=settings)
-    app.add_middleware(EarlyRejectMiddleware)
+    app.add_middleware(AdmissionMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

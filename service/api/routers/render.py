@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import AdmissionDep, SegmenterDep, SettingsDep, read_upload
+from service.api.deps import SegmenterDep, SettingsDep, read_upload
 from service.api.routers.segment import PROBLEMS
 from service.models.segmenter import Segmenter
 from service.pipeline.params import CtWindow
@@ -31,7 +31,6 @@ def render_png(segmenter: Segmenter, data: bytes, window: CtWindow) -> bytes:
 @router.post("/render", response_class=Response, responses=RESPONSES)
 async def render(
     file: UploadFile,
-    admission: AdmissionDep,
     segmenter: SegmenterDep,
     settings: SettingsDep,
     window_level: Annotated[float, Query(description="CT window centre, HU")] = LUNG_WINDOW.level,
@@ -43,6 +42,5 @@ async def render(
     """
     data = await read_upload(file, settings.max_upload_bytes)
     window = CtWindow(level=window_level, width=window_width)
-    async with admission.slot():
-        png = await run_in_threadpool(render_png, segmenter, data, window)
+    png = await run_in_threadpool(render_png, segmenter, data, window)
     return Response(content=png, media_type="image/png")

@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import AdmissionDep, MetricsDep, SegmenterDep, SettingsDep, read_upload
+from service.api.deps import MetricsDep, SegmenterDep, SettingsDep, read_upload
 from service.api.schemas import FrameResult, MaskSet, ModelRef, Rle, SegmentResponse, Timings
 from service.models.segmenter import ModalityChoice, ModelChoice, Segmentation, Segmenter
 from service.pipeline.encode import encode_mask
@@ -76,7 +76,6 @@ async def segment(
     request: Request,
     file: UploadFile,
     segmenter: SegmenterDep,
-    admission: AdmissionDep,
     metrics: MetricsDep,
     settings: SettingsDep,
     modality: Annotated[
@@ -90,10 +89,9 @@ async def segment(
     Masks come back in the input's own size and stored pixel order. Not a medical device.
     """
     data = await read_upload(file, settings.max_upload_bytes)
-    async with admission.slot():
-        result, response = await run_in_threadpool(
-            segment_and_encode, segmenter, data, modality, model, format
-        )
+    result, response = await run_in_threadpool(
+        segment_and_encode, segmenter, data, modality, model, format
+    )
     request.state.model = result.model.name
     metrics.inference.labels(result.model.name, result.provider).observe(
         result.timings_ms["infer"] / 1000
