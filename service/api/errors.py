@@ -88,7 +88,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     code = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     detail = exc.detail if isinstance(exc, StarletteHTTPException) else "error"
-    kind = "input-too-large" if code == 413 else f"http-{code}"
+    kind = {413: "input-too-large", 408: "upload-timeout"}.get(code, f"http-{code}")
     response = problem(code, str(detail), kind, request.url.path)
     if isinstance(exc, StarletteHTTPException) and exc.headers:
         response.headers.update(exc.headers)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         '"HEURISTIC", "prefer_nhwc": "1"}',
     )
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest upload (bytes)")
+    upload_timeout_s: float = Field(
+        30.0, gt=0, description="an upload that sends no data for this long is refused (408)"
+    )
     max_pixels: int = Field(
         80_000_000, ge=1, description="largest image, all frames (pixels), checked before decoding"
     )

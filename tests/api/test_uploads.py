@@ -1,14 +1,17 @@
-"""Upload handling: bodies streamed without Content-Length are bounded too, and image uploads
-are held in memory (never spooled to a temporary file)."""
+"""Upload handling: bodies streamed without Content-Length are bounded too, stalled uploads time
+out (408), and image uploads are held in memory (never spooled to a temporary file)."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 
 import cv2
 import numpy as np
 import pytest
+from starlette.exceptions import HTTPException
 
+from service.api.limits import guarded_receive
 from service.perf.load import multipart_body
 from tests.api.test_errors import assert_problem
 
@@ -63,3 +66,62 @@ def test_a_declared_length_past_the_limit_is_refused_before_reading(make_client,
     content_type, body = multipart_body("big.dcm", b"\0" * (2 << 20))
     response = client.post(route, content=body, headers={"Content-Type": content_type})
     assert_problem(response, 413, f"request body of {len(body)} bytes exceeds the limit")
+
+
+def _script(*messages: dict, stall_after: bool = True):
+    """An ASGI ``receive`` that returns ``messages`` in order, then waits for ever."""
+    queue = list(messages)
+
+    async def receive() -> dict:
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def test_a_stalled_upload_is_refused_with_408():
+    receive = guarded_receive(
+        _script({"type": "http.request", "body": b"abc", "more_body": True}), 100, 0.05
+    )
+
+    async def read_all() -> None:
+        await receive()
+        await receive()
+
+    with pytest.raises(HTTPException) as stalled:
+        asyncio.run(read_all())
+    assert stalled.value.status_code == 408
+    assert "no data for 0.05 s" in stalled.value.detail
+
+
+def test_streamed_bytes_past_the_limit_are_refused_with_413():
+    chunk = {"type": "http.request", "body": b"x" * 60, "more_body": True}
+    receive = guarded_receive(_script(chunk, chunk), 100, 1.0)
+
+    async def read_all() -> None:
+        await receive()
+        await receive()
+
+    with pytest.raises(HTTPException) as too_large:
+        asyncio.run(read_all())
+    assert too_large.value.status_code == 413
+
+
+def test_no_deadline_once_the_body_is_complete():
+    async def late_disconnect() -> dict:
+        await asyncio.sleep(0.1)
+        return {"type": "http.disconnect"}
+
+    messages = [{"type": "http.request", "body": b"abc", "more_body": False}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else await late_disconnect()
+
+    guarded = guarded_receive(receive, 100, 0.01)
+
+    async def read_all() -> list[str]:
+        return [(await guarded())["type"], (await guarded())["type"]]
+
+    assert asyncio.run(read_all()) == ["http.request", "http.disconnect"]
