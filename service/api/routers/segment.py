@@ -21,6 +21,7 @@ PROBLEMS = {
     s: {"description": d, "content": {"application/problem+json": {}}}
     for s, d in [
         (400, "empty upload or malformed request"),
+        (408, "the upload stopped sending data (LUNGSEG_UPLOAD_TIMEOUT_S)"),
         (413, "upload or image too large"),
         (415, "unsupported or undecodable file"),
         (422, "invalid parameter value"),
