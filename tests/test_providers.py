@@ -16,7 +16,7 @@ from service.api import settings as settings_module
 from service.api.settings import Settings
 from service.errors import ModelLoadError
 from service.models import onnx_backend
-from service.models.onnx_backend import CPU, CUDA, OnnxBackend, bucket, choose_providers
+from service.models.onnx_backend import CPU, CPU_RUN, CUDA, OnnxBackend, bucket, choose_providers
 from service.models.segmenter import Segmenter
 
 UNET = Path(__file__).resolve().parents[1] / "models" / "unet-cxr" / "1.1.0"
@@ -98,3 +98,22 @@ def test_a_model_that_fails_its_warm_up_falls_back_to_threshold(
         assert fallback is not None and "warm-up failed" in fallback
     finally:
         segmenter.close()
+
+
+def test_many_frames_run_on_the_cpu_in_bounded_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = OnnxBackend(UNET, [CPU], intra_op_threads=1)
+    rng = np.random.default_rng(1)
+    inputs = [rng.random((1, 256, 256), dtype=np.float32) for _ in range(CPU_RUN + 3)]
+    one_by_one = [backend.infer([x])[0] for x in inputs]
+    sizes: list[int] = []
+    run = backend.session.run
+
+    def recording(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        sizes.append(len(next(iter(feed.values()))))
+        return run(outputs, feed)
+
+    monkeypatch.setattr(backend.session, "run", recording)
+    together = backend.infer(inputs)
+    assert sizes == [CPU_RUN, 3]
+    for a, b in zip(one_by_one, together, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
