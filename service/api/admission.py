@@ -81,9 +81,11 @@ class AdmissionMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        admission = getattr(scope["app"].state, "admission", None) if "app" in scope else None
-        gated = scope["type"] == "http" and scope["path"] in GATED_PATHS
-        if not gated or not isinstance(admission, Admission):
+        if scope["type"] != "http" or scope["path"] not in GATED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        admission = getattr(scope["app"].state, "admission", None)
+        if not isinstance(admission, Admission):  # the lifespan has not built it (yet)
             await self.app(scope, receive, send)
             return
         if admission.full:
