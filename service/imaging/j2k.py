@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
 from types import ModuleType
 from typing import Any
 
 from pydicom import uid
 from pydicom.pixels.common import PhotometricInterpretation as PI
 from pydicom.pixels.decoders import JPEG2000Decoder, JPEG2000LosslessDecoder
-
-log = logging.getLogger(__name__)
 
 PLUGIN = "lungseg-imagecodecs"
 SYNTAXES = (uid.JPEG2000Lossless, uid.JPEG2000)
