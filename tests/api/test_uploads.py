@@ -21,7 +21,7 @@ def _chunks(body: bytes, size: int = 4096):
         yield body[start : start + size]
 
 
-def test_a_chunked_upload_past_the_limit_is_413_problem_json(make_client, data_dir):
+def test_a_chunked_upload_past_the_limit_is_413_problem_json(make_client):
     client = make_client(max_upload_bytes=1000)  # + 1 MiB multipart slack
     content_type, body = multipart_body("big.dcm", b"\0" * (2 << 20))
     response = client.post(
