@@ -81,17 +81,17 @@ def _script(*messages: dict, stall_after: bool = True):
     return receive
 
 
+async def _read_twice(receive) -> None:
+    await receive()
+    await receive()
+
+
 def test_a_stalled_upload_is_refused_with_408():
     receive = guarded_receive(
         _script({"type": "http.request", "body": b"abc", "more_body": True}), 100, 0.05
     )
-
-    async def read_all() -> None:
-        await receive()
-        await receive()
-
     with pytest.raises(HTTPException) as stalled:
-        asyncio.run(read_all())
+        asyncio.run(_read_twice(receive))
     assert stalled.value.status_code == 408
     assert "no data for 0.05 s" in stalled.value.detail
 
@@ -99,13 +99,8 @@ def test_a_stalled_upload_is_refused_with_408():
 def test_streamed_bytes_past_the_limit_are_refused_with_413():
     chunk = {"type": "http.request", "body": b"x" * 60, "more_body": True}
     receive = guarded_receive(_script(chunk, chunk), 100, 1.0)
-
-    async def read_all() -> None:
-        await receive()
-        await receive()
-
     with pytest.raises(HTTPException) as too_large:
-        asyncio.run(read_all())
+        asyncio.run(_read_twice(receive))
     assert too_large.value.status_code == 413
 
 
