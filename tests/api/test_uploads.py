@@ -68,7 +68,7 @@ def test_a_declared_length_past_the_limit_is_refused_before_reading(make_client,
     assert_problem(response, 413, f"request body of {len(body)} bytes exceeds the limit")
 
 
-def _script(*messages: dict, stall_after: bool = True):
+def _script(*messages: dict):
     """An ASGI ``receive`` that returns ``messages`` in order, then waits for ever."""
     queue = list(messages)
 
