@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import errors
+from service.api import request_id
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,14 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, errors.LungsegError):
         raise exc
     status = status_of(exc)
-    log.info("%s %s -> %d %s", request.method, request.url.path, status, type(exc).__name__)
+    log.info(
+        "request %s: %s %s -> %d %s",
+        request_id.current.get(),
+        request.method,
+        request.url.path,
+        status,
+        type(exc).__name__,
+    )
     return problem(status, str(exc), slug(type(exc)), request.url.path)
 
 
@@ -103,8 +111,12 @@ async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, "internal error; see the service log", "internal", request.url.path)
+    rid = request_id.current.get()
+    log.exception("request %s: unhandled error on %s %s", rid, request.method, request.url.path)
+    detail = f"internal error; see the service log (request {rid})"
+    response = problem(500, detail, "internal", request.url.path)
+    response.headers["X-Request-ID"] = rid
+    return response
 
 
 def install(app: FastAPI) -> None:

@@ -14,6 +14,7 @@ from service.api.admission import AdmissionMiddleware
 from service.api.lifespan import lifespan_for
 from service.api.limits import MULTIPART_SLACK, BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
+from service.api.request_id import RequestIdMiddleware
 from service.api.routers import (
     benchmark,
     dashboard_data,
@@ -63,4 +64,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(AdmissionMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries it
     return app
