@@ -30,8 +30,8 @@ DECODER_DEPENDENCIES = {syntax: ("imagecodecs>=2024.1",) for syntax in SYNTAXES}
 def _codecs() -> ModuleType | None:
     try:
         return importlib.import_module("imagecodecs")
-    except ImportError:  # the plugin reports itself unavailable; pylibjpeg decodes instead
-        return None
+    except (ImportError, RuntimeError, AttributeError):  # missing, or built for another numpy:
+        return None  # the plugin reports itself unavailable and pylibjpeg decodes instead
 
 
 CODECS = _codecs()
