@@ -44,3 +44,11 @@ class NotFoundError(LungsegError):
 
 class ModelLoadError(LungsegError):
     """A model artifact is missing, corrupt or does not match its card (not the caller's fault)."""
+
+
+class BusyError(LungsegError):
+    """Too much of this kind of work is queued; the client should retry after a while."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,16 +1,21 @@
-"""The benchmark store shared by several workers: leases, lapsed runs, shutdown, old databases."""
+"""The benchmark store shared by several workers (leases, lapsed runs, shutdown, old databases)
+and the runner's bounded queue."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from service.benchmark import jobs
 from service.benchmark.jobs import BenchmarkRunner
+from service.benchmark.sets import LabelledSet
 from service.benchmark.store import LOST, RunStore
+from service.errors import BusyError
 
 
 @pytest.fixture
@@ -88,3 +93,31 @@ def test_the_runner_renews_the_lease_until_it_shuts_down(url: str):
     assert store.get("r1")["status"] == "running"
     runner.shutdown()
     assert store.get("r1")["status"] == "interrupted"
+
+
+def test_a_full_runner_refuses_and_removes_the_extracted_upload(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    release = threading.Event()
+
+    def slow_scores(*_args: object) -> dict[str, Any]:
+        release.wait(10)
+        return {"entries": []}
+
+    monkeypatch.setattr(jobs, "score_models", slow_scores)
+    segmenter: Any = _NoModels()
+    runner = BenchmarkRunner(RunStore(url), segmenter, max_pending=1, retry_after_s=7)
+    labelled = LabelledSet("set", "lungseg", [])
+    _, first = runner.submit(labelled, ["unet"])
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    with pytest.raises(BusyError) as busy:
+        runner.submit(labelled, ["unet"], extracted)
+    assert busy.value.retry_after_s == 7
+    assert not extracted.exists()
+    release.set()
+    first.result(timeout=10)
+    record, second = runner.submit(labelled, ["unet"])  # room again once the first ended
+    second.result(timeout=10)
+    assert runner.store.get(record["id"])["status"] == "done"
+    runner.shutdown()

@@ -31,6 +31,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
     (errors.NotFoundError, 404),
     (errors.InvalidInputError, 400),
     (errors.ModelLoadError, 503),
+    (errors.BusyError, 503),
 ]
 
 
@@ -77,7 +78,10 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
         status,
         type(exc).__name__,
     )
-    return problem(status, str(exc), slug(type(exc)), request.url.path)
+    response = problem(status, str(exc), slug(type(exc)), request.url.path)
+    if isinstance(exc, errors.BusyError):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

@@ -50,7 +50,9 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         if interrupted:
             log.warning("%d benchmark runs had lost their worker: marked interrupted", interrupted)
         app.state.segmenter = segmenter
-        app.state.runner = BenchmarkRunner(store, segmenter)
+        app.state.runner = BenchmarkRunner(
+            store, segmenter, max_pending=settings.benchmark_max_pending
+        )
         in_flight = settings.in_flight_limit
         if segmenter.batched and not settings.max_in_flight:
             in_flight = max(in_flight, settings.max_batch)  # room to fill a GPU batch

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         40, ge=0, description="benchmarks of at most this many images answer 200 at once, else 202"
     )
     benchmark_max_zip_bytes: int = Field(512 * 1024 * 1024, ge=1, description="largest zip upload")
+    benchmark_max_pending: int = Field(
+        4, ge=1, description="benchmark runs a worker keeps queued or running; more get 503"
+    )
     benchmark_max_unzipped_bytes: int = Field(
         2 * 1024 * 1024 * 1024, ge=1, description="largest total size once unzipped (zip bombs)"
     )

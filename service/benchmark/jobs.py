@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.benchmark.evaluate import evaluate, summarise
 from service.benchmark.sets import LabelledSet
 from service.benchmark.store import HEARTBEAT_S, RunStore
-from service.errors import LungsegError
+from service.errors import BusyError, LungsegError
 from service.models.segmenter import ModelChoice, Segmenter
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ class BenchmarkRunner:
     """Runs benchmark jobs one at a time in a worker thread; results go to ``store``.
 
     A second thread renews the store's lease on this runner's runs every ``heartbeat_s``
-    seconds, so that other workers sharing the store can tell them from abandoned ones.
+    seconds, so that other workers sharing the store can tell them from abandoned ones. At most
+    ``max_pending`` runs are queued or running; past that ``submit`` refuses (``BusyError``).
     """
 
     def __init__(
@@ -77,9 +78,15 @@ class BenchmarkRunner:
         segmenter: Segmenter,
         workers: int = 1,
         heartbeat_s: float = HEARTBEAT_S,
+        max_pending: int = 4,
+        retry_after_s: int = 30,
     ) -> None:
         self.store = store
         self.segmenter = segmenter
+        self.max_pending = max_pending
+        self.retry_after_s = retry_after_s
+        self._pending = 0
+        self._pending_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lungseg-benchmark")
         self._stop = threading.Event()
         self._beat = threading.Thread(
@@ -97,17 +104,42 @@ class BenchmarkRunner:
     def submit(
         self, labelled: LabelledSet, models: list[ModelChoice], cleanup: Path | None = None
     ) -> tuple[dict[str, Any], Future[None]]:
-        """Queue a run; ``cleanup`` (an extracted upload) is removed when the run ends."""
-        run_id = str(uuid.uuid4())
-        record = self.store.create(run_id, labelled.name, list(models), len(labelled.samples))
-        future = self._pool.submit(self._run, run_id, labelled, models, cleanup)
+        """Queue a run; ``cleanup`` (an extracted upload) is removed when the run ends, or at
+        once when the queue is full (``BusyError``)."""
+        self._reserve(cleanup)
+        try:
+            run_id = str(uuid.uuid4())
+            record = self.store.create(run_id, labelled.name, list(models), len(labelled.samples))
+            future = self._pool.submit(self._run, run_id, labelled, models, cleanup)
+        except BaseException:
+            self._release(cleanup)
+            raise
         return record, future
+
+    def _reserve(self, cleanup: Path | None) -> None:
+        with self._pending_lock:
+            if self._pending < self.max_pending:
+                self._pending += 1
+                return
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        raise BusyError(
+            f"{self.max_pending} benchmark runs are queued or running in this worker "
+            "(LUNGSEG_BENCHMARK_MAX_PENDING); retry later",
+            self.retry_after_s,
+        )
+
+    def _release(self, cleanup: Path | None) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
 
     def _run(
         self, run_id: str, labelled: LabelledSet, models: list[ModelChoice], cleanup: Path | None
     ) -> None:
-        self.store.set_status(run_id, "running")
         try:
+            self.store.set_status(run_id, "running")
             results = score_models(self.segmenter, labelled, models)
         except LungsegError as err:
             log.warning("benchmark %s failed: %s", run_id, err)
@@ -118,8 +150,7 @@ class BenchmarkRunner:
         else:
             self.store.set_status(run_id, "done", results=results)
         finally:
-            if cleanup is not None:
-                shutil.rmtree(cleanup, ignore_errors=True)
+            self._release(cleanup)
 
     def shutdown(self) -> None:
         """Stop: queued runs are cancelled, and this runner's unfinished runs are recorded as

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
+from service.benchmark import jobs
 from service.benchmark.evaluate import evaluate, summarise
 from service.benchmark.sets import read_set
 from service.models.threshold import ThresholdBackend
@@ -74,3 +76,20 @@ def test_server_side_set_by_name(make_client, data_dir):
     assert client.get("/v1/benchmark/sets").json() == ["qu"]
     run = client.post("/v1/benchmark", params={"set_name": "qu", "models": "threshold"}).json()
     assert run["status"] == "done" and run["set_name"] == "qu"
+
+
+def test_a_full_benchmark_queue_answers_503_with_retry_after(make_client, data_dir, monkeypatch):
+    release = threading.Event()
+
+    def slow_scores(*_args: object) -> dict:
+        release.wait(30)
+        return {"set": "set", "entries": []}
+
+    monkeypatch.setattr(jobs, "score_models", slow_scores)
+    client = make_client(benchmark_sync_max_images=0, benchmark_max_pending=1)
+    assert run_zip(client, data_dir / QU_LAYOUT, models=["threshold"]).status_code == 202
+    refused = run_zip(client, data_dir / QU_LAYOUT, models=["threshold"])
+    release.set()
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "30"
+    assert "LUNGSEG_BENCHMARK_MAX_PENDING" in refused.json()["detail"]

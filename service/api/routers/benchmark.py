@@ -39,8 +39,17 @@ def _server_set(name: str, settings: Settings) -> LabelledSet:
     return read_set(path, name=name)
 
 
+BUSY = {
+    "description": "LUNGSEG_BENCHMARK_MAX_PENDING runs queued or running: retry after Retry-After",
+    "content": {"application/problem+json": {}},
+}
+
+
 @router.post(
-    "", response_model=BenchmarkJob, status_code=200, responses={202: {"model": BenchmarkJob}}
+    "",
+    response_model=BenchmarkJob,
+    status_code=200,
+    responses={202: {"model": BenchmarkJob}, 503: BUSY},
 )
 async def start_benchmark(
     response: Response,
