@@ -14,7 +14,7 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def _read_ints(path: Path) -> list[str] | None:
+def _fields(path: Path) -> list[str] | None:
     try:
         return path.read_text(encoding="ascii").split()
     except (OSError, UnicodeDecodeError):
@@ -23,15 +23,15 @@ def _read_ints(path: Path) -> list[str] | None:
 
 def cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
     """The CPU limit in cores (e.g. 2.0), or ``None`` when there is none or it cannot be read."""
-    v2 = _read_ints(root / "cpu.max")  # "<quota|max> <period>"
+    v2 = _fields(root / "cpu.max")  # "<quota|max> <period>"
     if v2 is not None and len(v2) == 2 and v2[0] != "max":
         try:
             quota, period = int(v2[0]), int(v2[1])
         except ValueError:
             return None
         return quota / period if quota > 0 and period > 0 else None
-    quota_v1 = _read_ints(root / "cpu" / "cpu.cfs_quota_us")
-    period_v1 = _read_ints(root / "cpu" / "cpu.cfs_period_us")
+    quota_v1 = _fields(root / "cpu" / "cpu.cfs_quota_us")
+    period_v1 = _fields(root / "cpu" / "cpu.cfs_period_us")
     if quota_v1 and period_v1:
         try:
             quota, period = int(quota_v1[0]), int(period_v1[0])

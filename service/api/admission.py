@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.errors import Overloaded, problem
+from service.api.errors import Overloaded, busy
 
 GATED_PATHS = frozenset({"/v1/segment", "/v1/render"})
 
@@ -89,10 +89,7 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         if admission.full:
-            refused = admission.refuse()
-            response = problem(503, str(refused), "overloaded", scope["path"])
-            response.headers["Retry-After"] = str(refused.retry_after_s)
-            await response(scope, receive, send)
+            await busy(admission.refuse(), scope["path"])(scope, receive, send)
             return
         async with admission.slot():
             await self.app(scope, receive, send)

@@ -35,12 +35,11 @@ STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
 ]
 
 
-class Overloaded(Exception):
+class Overloaded(errors.BusyError):
     """All inference slots and the queue are taken; the client should retry later."""
 
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__("the service is at capacity; retry later")
-        self.retry_after_s = retry_after_s
+        super().__init__("the service is at capacity; retry later", retry_after_s)
 
 
 def slug(error: type[Exception]) -> str:
@@ -78,9 +77,15 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
         status,
         type(exc).__name__,
     )
-    response = problem(status, str(exc), slug(type(exc)), request.url.path)
     if isinstance(exc, errors.BusyError):
-        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return busy(exc, request.url.path)
+    return problem(status, str(exc), slug(type(exc)), request.url.path)
+
+
+def busy(exc: errors.BusyError, instance: str) -> JSONResponse:
+    """503 problem+json with ``Retry-After`` for a refusal at capacity."""
+    response = problem(503, str(exc), slug(type(exc)), instance)
+    response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 
@@ -107,13 +112,6 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
-    retry = exc.retry_after_s if isinstance(exc, Overloaded) else 1
-    response = problem(503, str(exc), "overloaded", request.url.path)
-    response.headers["Retry-After"] = str(retry)
-    return response
-
-
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     rid = request_id.current.get()
     log.exception("request %s: unhandled error on %s %s", rid, request.method, request.url.path)
@@ -128,5 +126,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.LungsegError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(Exception, _unexpected)
