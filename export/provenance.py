@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from service.benchmark.sets import read_set
+from service.datasets import read_set
 
 log = logging.getLogger(__name__)
 

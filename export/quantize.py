@@ -34,7 +34,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from service.benchmark.sets import Sample, load_image, split_samples
+from export.samples import split_samples
+from service.datasets import Sample, load_image
 from service.models.card import CARD_FILE, read_card, sha256_of
 from service.models.onnx_backend import OnnxBackend
 from service.models.registry import latest_versions

@@ -18,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from service.benchmark.evaluate import evaluate, summarise
-from service.benchmark.sets import Sample, read_set
+from service.datasets import Sample, read_set
 from service.models.base import Backend
 from service.models.onnx_backend import OnnxBackend
 from service.models.threshold import ThresholdBackend

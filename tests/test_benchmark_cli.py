@@ -10,7 +10,7 @@ import pytest
 
 from service.benchmark.cli import json_safe, main
 from service.benchmark.evaluate import evaluate, summarise
-from service.benchmark.sets import read_set
+from service.datasets import read_set
 from service.models.threshold import ThresholdBackend
 
 QU_LAYOUT = Path("files") / "covid-qu-ex-layout"

@@ -13,8 +13,8 @@ import pytest
 
 from service.benchmark import jobs
 from service.benchmark.jobs import BenchmarkRunner
-from service.benchmark.sets import LabelledSet
 from service.benchmark.store import LOST, RunStore
+from service.datasets import LabelledSet
 from service.errors import BusyError
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from service import NOT_A_MEDICAL_DEVICE
 from service.benchmark.jobs import score_models
-from service.benchmark.sets import LabelledSet, read_set
 from service.benchmark.store import RunStore
+from service.datasets import LabelledSet, read_set
 from service.models.segmenter import Segmenter
 from service.report.cli import main
 from service.report.tables import dice_values, entry_label, history, seed_rows

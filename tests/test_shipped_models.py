@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from service.benchmark.evaluate import evaluate
-from service.benchmark.sets import Sample, read_set
+from service.datasets import Sample, read_set
 from service.imaging import decode
 from service.models.card import ONNX_FILE, sha256_of
 from service.models.onnx_backend import OnnxBackend

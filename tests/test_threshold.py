@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from service.benchmark.sets import load_image, load_mask, read_set
+from service.datasets import load_image, load_mask, read_set
 from service.imaging.types import Modality, Units
 from service.models.base import Backend
 from service.models.threshold import ThresholdBackend

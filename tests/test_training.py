@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service.benchmark.sets import read_set  # noqa: E402
+from service.datasets import read_set  # noqa: E402
 from service.pipeline.metrics import dice_bce_loss  # noqa: E402
 from service.pipeline.params import PreprocessParams  # noqa: E402
 from training import checkpoint as ckpt  # noqa: E402

@@ -1,4 +1,4 @@
-"""Training data: labelled sets read with ``service.benchmark.sets``, split, prepared and cached.
+"""Training data: labelled sets read with ``service.datasets``, split, prepared and cached.
 
 Every image goes through the service's own decoder (``sets.load_image``) and
 ``service.pipeline.preprocess.prepare`` (display values at model resolution), so training sees
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from service.benchmark.sets import LabelledSet, Sample, load_image, load_mask, read_set
+from service.datasets import LabelledSet, Sample, load_image, load_mask, read_set
 from service.pipeline.params import PreprocessParams
 from service.pipeline.preprocess import prepare, resize
 from training.config import SetSpec

@@ -6,7 +6,7 @@ Usage::
     python -m service.benchmark --set DIR [--set DIR ...] --model models/unet-cxr/1.0.0 \\
         [--modality cxr|ct] [--split Val] [--limit N] [--json out.json]
 
-Each set is read with :func:`service.benchmark.sets.read_set` (our layout or COVID-QU-Ex),
+Each set is read with :func:`service.datasets.read_set` (our layout or COVID-QU-Ex),
 scored with :func:`service.benchmark.evaluate.evaluate` and summarised with
 :func:`~service.benchmark.evaluate.summarise`; a compact table goes to stdout, the full results
 (summaries and, unless ``--no-rows``, per-image rows) to ``--json``.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from service.benchmark.evaluate import evaluate, finite_or_none, summarise
-from service.benchmark.sets import Sample, read_set
+from service.datasets import Sample, read_set
 from service.errors import LungsegError
 from service.imaging.types import Modality
 from service.models.base import Backend

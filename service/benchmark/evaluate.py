@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from service.benchmark.sets import Sample, load_image, load_mask
+from service.datasets import Sample, load_image, load_mask
 from service.models.base import Backend
 from service.pipeline import metrics
 from service.pipeline.measure import infection_stats

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.benchmark.evaluate import evaluate, summarise
-from service.benchmark.sets import LabelledSet
 from service.benchmark.store import HEARTBEAT_S, RunStore
+from service.datasets import LabelledSet
 from service.errors import BusyError, LungsegError
 from service.models.segmenter import ModelChoice, Segmenter
 

@@ -21,8 +21,9 @@ from typing import Any, cast
 import numpy as np
 import onnxruntime as ort
 
+from export.samples import split_samples
 from service.api.settings import REPO_ROOT
-from service.benchmark.sets import load_image, split_samples
+from service.datasets import load_image
 from service.imaging.types import Units
 from service.models.onnx_backend import CPU, CUDA, OnnxBackend
 from service.models.registry import latest_versions

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.benchmark.sets import read_set
 from service.benchmark.store import RunStore
+from service.datasets import read_set
 from service.errors import LungsegError
 from service.models.segmenter import Segmenter
 from service.report import plots

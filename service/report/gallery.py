@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from service.benchmark.sets import Sample, load_image, load_mask
+from service.datasets import Sample, load_image, load_mask
 from service.models.segmenter import Segmenter
 from service.pipeline.metrics import dice
 from service.report.display import display_frame

@@ -9,7 +9,7 @@ import pytest
 
 from service.benchmark import jobs
 from service.benchmark.evaluate import evaluate, summarise
-from service.benchmark.sets import read_set
+from service.datasets import read_set
 from service.models.threshold import ThresholdBackend
 from tests.api.conftest import zip_folder
 

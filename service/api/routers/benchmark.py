@@ -14,7 +14,7 @@ from service.api.deps import RunnerDep, SettingsDep, read_upload
 from service.api.schemas import BenchmarkJob, BenchmarkList
 from service.api.settings import Settings
 from service.benchmark.archive import extract_zip, find_set_root
-from service.benchmark.sets import LabelledSet, read_set
+from service.datasets import LabelledSet, read_set
 from service.errors import InvalidInputError, LungsegError, NotFoundError
 from service.models.segmenter import ModelChoice
 
