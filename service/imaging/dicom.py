@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+from itertools import islice
 
 import numpy as np
 import pydicom
@@ -42,9 +43,11 @@ from pydicom.uid import (
 
 from service.errors import UnsupportedMediaError, UnsupportedModalityError
 from service.imaging import j2k
+from service.imaging.dicom_attrs import attr, pydicom_call, text
 from service.imaging.dicom_values import bits_stored, to_display, to_hu
 from service.imaging.raster import check_pixel_limit, j2k_size, jpeg_size
-from service.imaging.sniff import PYDICOM_PARSE_ERRORS, check_deflated_size
+from service.imaging.sniff import PYDICOM_PARSE_ERRORS, PYDICOM_PIXEL_ERRORS, check_deflated_size
+from service.imaging.source import dicom_source
 from service.imaging.types import DecodedImage, Modality
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,20 @@ logger = logging.getLogger(__name__)
 CXR_MODALITIES = frozenset({"CR", "DX", "RG"})
 SECONDARY_CAPTURE_MODALITIES = frozenset({"OT", ""})
 GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
+CT_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+        "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
+        "1.2.840.10008.5.1.4.1.1.2.2",  # Legacy Converted Enhanced CT Image Storage
+    }
+)
+CXR_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
+        "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image Storage - For Presentation
+        "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image Storage - For Processing
+    }
+)
 
 
 def decode_dicom(data: bytes, *, max_pixels: int, threads: int = 1) -> DecodedImage:
@@ -65,18 +82,9 @@ def decode_dicom(data: bytes, *, max_pixels: int, threads: int = 1) -> DecodedIm
         InputTooLargeError: more than ``max_pixels`` pixels over all frames (from the header).
     """
     ds = _read(data, max_pixels)
-    try:
-        return _decode_dataset(ds, max_pixels, threads)
-    except PYDICOM_PARSE_ERRORS as exc:  # a malformed attribute value met while converting
-        raise UnsupportedMediaError(
-            f"the DICOM file has malformed image attributes ({type(exc).__name__})"
-        ) from exc
-
-
-def _decode_dataset(ds: Dataset, max_pixels: int, threads: int) -> DecodedImage:
     modality = _modality(ds)
     frames, rows, columns = _geometry(ds, max_pixels)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    photometric = text(ds, "PhotometricInterpretation")
     _check_codestreams(ds, frames, rows, columns)
     raw = _pixel_array(ds, frames, rows, columns, threads)
     convert = to_hu if modality == "ct" else to_display
@@ -94,6 +102,7 @@ def _decode_dataset(ds: Dataset, max_pixels: int, threads: int) -> DecodedImage:
         spacing_mm=_spacing(ds, modality),
         bits_stored=bits_stored(ds),
         photometric=photometric or "MONOCHROME2",
+        source=dicom_source(ds),
     )
 
 
@@ -119,15 +128,20 @@ def _read(data: bytes, max_pixels: int) -> Dataset:
 
 def _transfer_syntax(ds: Dataset) -> UID | None:
     meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    syntax = attr(meta, "TransferSyntaxUID") if meta is not None else None
     return UID(str(syntax)) if syntax else None
 
 
-def _no_pixels_message(ds: Dataset) -> str:
+def _sop_class(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
-    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
-    kind = UID(str(sop)).name if sop else "unknown SOP class"
-    modality = str(ds.get("Modality", "") or "").strip()[:16]
+    sop = attr(ds, "SOPClassUID") or (attr(meta, "MediaStorageSOPClassUID") if meta else None)
+    return str(sop or "").strip()
+
+
+def _no_pixels_message(ds: Dataset) -> str:
+    sop = _sop_class(ds)
+    kind = UID(sop).name if sop else "unknown SOP class"
+    modality = text(ds, "Modality", 16)
     what = f"{kind}, modality {modality}" if modality else kind
     hint = " or the file is truncated" if "Rows" in ds else ""
     return (
@@ -137,8 +151,13 @@ def _no_pixels_message(ds: Dataset) -> str:
 
 
 def _modality(ds: Dataset) -> Modality:
-    code = str(ds.get("Modality", "") or "").strip().upper()[:16]
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    """``ct`` or ``cxr`` from the Modality attribute, or from the SOP Class when it is absent
+    (a CT Image Storage instance without Modality is still CT)."""
+    code = text(ds, "Modality", 16)
+    photometric = text(ds, "PhotometricInterpretation")
+    if not code:
+        sop = _sop_class(ds)
+        code = "CT" if sop in CT_SOP_CLASSES else "CR" if sop in CXR_SOP_CLASSES else ""
     if code == "CT":
         return "ct"
     if code in CXR_MODALITIES:
@@ -159,9 +178,9 @@ def _modality(ds: Dataset) -> Modality:
 def _geometry(ds: Dataset, max_pixels: int) -> tuple[int, int, int]:
     """(frames, rows, columns) from the header, checked against zero size and ``max_pixels``."""
     try:
-        rows, columns = int(ds.Rows), int(ds.Columns)
-        frames = max(int(ds.get("NumberOfFrames") or 1), 1)
-    except PYDICOM_PARSE_ERRORS as exc:
+        rows, columns = int(attr(ds, "Rows")), int(attr(ds, "Columns"))
+        frames = max(int(attr(ds, "NumberOfFrames") or 1), 1)
+    except (TypeError, ValueError, OverflowError) as exc:  # absent or not a number
         raise UnsupportedMediaError(
             "the DICOM image has missing or invalid Rows / Columns / Number of Frames"
         ) from exc
@@ -179,17 +198,15 @@ def _check_codestreams(ds: Dataset, frames: int, rows: int, columns: int) -> Non
     is_j2k = syntax in JPEG2000TransferSyntaxes
     if not (is_j2k or syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes):
         return  # RLE and others: the decoder sizes its output from the header
-    try:
-        encoded = generate_frames(ds.PixelData, number_of_frames=frames)
-        for index, frame in zip(range(frames), encoded, strict=False):
-            size = j2k_size(frame) if is_j2k else jpeg_size(frame)
-            if size is not None and (size[0] > rows or size[1] > columns):
-                raise UnsupportedMediaError(
-                    f"compressed frame {index} is {size[1]}x{size[0]} pixels but the DICOM "
-                    f"header says {columns}x{rows}: the file is corrupt"
-                )
-    except PYDICOM_PARSE_ERRORS as exc:
-        raise UnsupportedMediaError("the encapsulated DICOM pixel data is corrupt") from exc
+    with pydicom_call("splitting the encapsulated pixel data into frames"):
+        encoded = list(islice(generate_frames(ds.PixelData, number_of_frames=frames), frames))
+    for index, frame in enumerate(encoded):
+        size = j2k_size(frame) if is_j2k else jpeg_size(frame)
+        if size is not None and (size[0] > rows or size[1] > columns):
+            raise UnsupportedMediaError(
+                f"compressed frame {index} is {size[1]}x{size[0]} pixels but the DICOM "
+                f"header says {columns}x{rows}: the file is corrupt"
+            )
 
 
 def _pixel_array(ds: Dataset, frames: int, rows: int, columns: int, threads: int) -> np.ndarray:
@@ -206,9 +223,9 @@ def _pixel_array(ds: Dataset, frames: int, rows: int, columns: int, threads: int
         else:
             ds.pixel_array_options(allow_excess_frames=False, as_rgb=True)
         arr = ds.pixel_array
-        if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
+        if text(ds, "PhotometricInterpretation") == "PALETTE COLOR":
             arr = apply_color_lut(arr, ds)
-    except PYDICOM_PARSE_ERRORS as exc:
+    except PYDICOM_PIXEL_ERRORS as exc:  # StopIteration: frames missing
         name = syntax.name if syntax else "unknown transfer syntax"
         raise UnsupportedMediaError(
             f"the DICOM pixel data could not be decoded ({name}, {type(exc).__name__}): "
@@ -226,9 +243,9 @@ def _pixel_array(ds: Dataset, frames: int, rows: int, columns: int, threads: int
 
 def _spacing(ds: Dataset, modality: Modality) -> tuple[float, float] | None:
     """(row, column) pixel spacing in mm, or None when missing, zero or malformed."""
-    candidates = [ds.get("PixelSpacing"), _functional_group_spacing(ds)]
+    candidates = [attr(ds, "PixelSpacing"), _functional_group_spacing(ds)]
     if modality == "cxr":
-        candidates.append(ds.get("ImagerPixelSpacing"))
+        candidates.append(attr(ds, "ImagerPixelSpacing"))
     for value in candidates:
         try:
             row, column = (float(v) for v in value)
@@ -241,8 +258,8 @@ def _spacing(ds: Dataset, modality: Modality) -> tuple[float, float] | None:
 
 def _functional_group_spacing(ds: Dataset) -> object:
     for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        sequence = ds.get(groups)
-        measures = sequence[0].get("PixelMeasuresSequence") if sequence else None
-        if measures and "PixelSpacing" in measures[0]:
-            return measures[0].PixelSpacing
+        sequence = attr(ds, groups)
+        measures = attr(sequence[0], "PixelMeasuresSequence") if sequence else None
+        if measures:
+            return attr(measures[0], "PixelSpacing")
     return None

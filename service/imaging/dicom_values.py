@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
 
 from service.errors import UnsupportedMediaError
+from service.imaging.dicom_attrs import attr, pydicom_call
 from service.imaging.raster import luma, robust_minmax
 
 logger = logging.getLogger(__name__)
@@ -27,13 +28,15 @@ def to_hu(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
         raise UnsupportedMediaError(
             f"colour ({photometric}) CT has no Hounsfield units; upload the original greyscale CT"
         )
-    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
-        return np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+    if attr(ds, "ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
+        with pydicom_call("applying the Modality LUT / rescale"):
+            return np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
     items = [_frame_rescale(ds, index) for index in range(raw.shape[0])]
     hu = raw.astype(np.float32)
     for index, item in enumerate(items):
         if item is not None:  # no rescale anywhere: stored values are taken as HU
-            hu[index] = apply_modality_lut(raw[index], item)
+            with pydicom_call("applying the per-frame rescale"):
+                hu[index] = apply_modality_lut(raw[index], item)
     return hu
 
 
@@ -41,10 +44,10 @@ def _frame_rescale(ds: Dataset, index: int) -> Dataset | None:
     """Pixel Value Transformation item (slope + intercept) for frame ``index``, or None."""
     places = (("PerFrameFunctionalGroupsSequence", index), ("SharedFunctionalGroupsSequence", 0))
     for groups, position in places:
-        sequence = ds.get(groups)
+        sequence = attr(ds, groups)
         if not sequence or position >= len(sequence):
             continue
-        transform = sequence[position].get("PixelValueTransformationSequence")
+        transform = attr(sequence[position], "PixelValueTransformationSequence")
         if transform and "RescaleSlope" in transform[0] and "RescaleIntercept" in transform[0]:
             item: Dataset = transform[0]
             return item
@@ -57,7 +60,8 @@ def to_display(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
         palette = photometric == "PALETTE COLOR"
         full_scale = np.iinfo(raw.dtype).max if palette else (1 << bits_stored(ds)) - 1
         return np.clip(luma(raw) / np.float32(full_scale), 0.0, 1.0).astype(np.float32)
-    values = apply_modality_lut(raw, ds)
+    with pydicom_call("applying the Modality LUT / rescale"):
+        values = apply_modality_lut(raw, ds)
     display = _voi_display(values, ds)
     if display is None:
         display = robust_minmax(values)
@@ -68,8 +72,9 @@ def to_display(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
 
 def _voi_display(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
     """First VOI LUT or window applied and scaled to [0, 1] by its output range; None if absent."""
+    voi_lut = attr(ds, "VOILUTSequence")
+    window = attr(ds, "WindowCenter") is not None and attr(ds, "WindowWidth") is not None
     try:
-        voi_lut = ds.get("VOILUTSequence")
         if voi_lut and "LUTDescriptor" in voi_lut[0] and "LUTData" in voi_lut[0]:
             descriptor = voi_lut[0].LUTDescriptor
             entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
@@ -77,13 +82,13 @@ def _voi_display(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
             domain = np.arange(first, first + entries, dtype=np.int64)
             lut_values = apply_voi(domain, ds, 0)
             low, high = float(lut_values.min()), float(lut_values.max())
-        elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        elif window:
             out = apply_windowing(values, ds, 0)
             with np.errstate(over="ignore"):  # SIGMOID at the probe's extremes
                 low, high = (float(v) for v in apply_windowing(np.array([-1e12, 1e12]), ds, 0))
         else:
             return None
-    except _VOI_ERRORS as exc:
+    except _VOI_ERRORS as exc:  # pydicom's apply_voi / apply_windowing on a malformed VOI
         logger.warning("invalid VOI LUT / window (%s); using robust min-max", type(exc).__name__)
         return None
     if not high > low:
@@ -92,5 +97,5 @@ def _voi_display(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
 
 
 def bits_stored(ds: Dataset) -> int:
-    value = ds.get("BitsStored") or ds.get("BitsAllocated") or 8
+    value = attr(ds, "BitsStored") or attr(ds, "BitsAllocated") or 8
     return int(value) if isinstance(value, int) and 0 < value <= 32 else 8

@@ -49,6 +49,9 @@ PYDICOM_PARSE_ERRORS: tuple[type[BaseException], ...] = (
     struct.error,
     zlib.error,
 )
+PYDICOM_PIXEL_ERRORS: tuple[type[BaseException], ...] = (*PYDICOM_PARSE_ERRORS, StopIteration)
+"""Also ``StopIteration``: pydicom's frame generators raise it when the pixel data holds fewer
+frames than Number of Frames declares."""
 
 # A DICOM file without preamble starts with an element tag of group 0x0002 (file meta) or
 # 0x0008 (identifying attributes), little endian; big endian group 0x0008 is also accepted.
