@@ -2,7 +2,9 @@
 
 ``build("unet", base_channels=16, depth=4)`` makes a network from a run's config; every network
 maps ``(N, 1, H, W)`` float32 to ``(N, 2, H, W)`` probabilities (lung, infection), with ``H`` and
-``W`` multiples of :func:`stride`.
+``W`` multiples of :func:`stride`. With ``score_head=True`` a network also returns the
+image-level decision ``(N, 1)`` (:mod:`training.networks.score`): ``(probabilities, score)``;
+:func:`split_output` takes either form apart.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from training.networks.cnn import EncoderDecoderCNN
+from training.networks.score import Output, ScoreHead, split_output
 from training.networks.unet import UNet
 
 NETWORKS: dict[str, type[nn.Module]] = {"unet": UNet, "cnn": EncoderDecoderCNN}
@@ -31,4 +34,13 @@ def stride(kwargs: dict[str, Any]) -> int:
     return int(2 ** int(kwargs.get("depth", 4)))
 
 
-__all__ = ["NETWORKS", "EncoderDecoderCNN", "UNet", "build", "stride"]
+__all__ = [
+    "NETWORKS",
+    "EncoderDecoderCNN",
+    "Output",
+    "ScoreHead",
+    "UNet",
+    "build",
+    "split_output",
+    "stride",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from training.networks.score import Output, ScoreHead
 from training.networks.unet import conv_block
 
 
@@ -23,6 +24,9 @@ class EncoderDecoderCNN(nn.Module):
         base_channels: channels at full resolution; level ``i`` has ``base_channels * 2**i``.
         depth: number of 2x down-samplings.
         dropout: channel dropout in the bottleneck block (0 = off).
+        score_head: add the image-level decision head on the bottleneck (the encoder's output);
+            ``forward`` then returns ``(probabilities, score)``.
+        score_dropout: dropout of the decision head's pooled features.
     """
 
     def __init__(
@@ -32,6 +36,8 @@ class EncoderDecoderCNN(nn.Module):
         base_channels: int = 16,
         depth: int = 4,
         dropout: float = 0.0,
+        score_head: bool = False,
+        score_dropout: float = 0.2,
     ) -> None:
         super().__init__()
         widths = [base_channels * 2**i for i in range(depth + 1)]
@@ -49,7 +55,13 @@ class EncoderDecoderCNN(nn.Module):
             ]
         self.decoder = nn.Sequential(*decoder)
         self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.score = ScoreHead(widths[-1], score_dropout) if score_head else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C_in, H, W)`` -> probabilities ``(N, C_out, H, W)``."""
-        return torch.sigmoid(self.head(self.decoder(self.encoder(x))))
+    def forward(self, x: torch.Tensor) -> Output:
+        """``(N, C_in, H, W)`` -> probabilities ``(N, C_out, H, W)``; with the score head
+        ``(probabilities, score (N, 1))``."""
+        features = self.encoder(x)
+        probabilities = torch.sigmoid(self.head(self.decoder(features)))
+        if self.score is None:
+            return probabilities
+        return probabilities, self.score(features)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from training.networks.score import Output, ScoreHead
+
 
 def conv_block(in_ch: int, out_ch: int, dropout: float = 0.0) -> nn.Sequential:
     """Two 3x3 convolutions, each followed by batch norm and ReLU; spatial size kept."""
@@ -37,6 +39,10 @@ class UNet(nn.Module):
         base_channels: channels of the full-resolution level.
         depth: number of 2x down-samplings (the bottleneck is ``H / 2**depth``).
         dropout: channel dropout in the bottleneck block (0 = off).
+        score_head: add the image-level decision head on the bottleneck
+            (:class:`~training.networks.score.ScoreHead`); ``forward`` then returns
+            ``(probabilities, score)``.
+        score_dropout: dropout of the decision head's pooled features.
     """
 
     def __init__(
@@ -46,6 +52,8 @@ class UNet(nn.Module):
         base_channels: int = 16,
         depth: int = 4,
         dropout: float = 0.0,
+        score_head: bool = False,
+        score_dropout: float = 0.2,
     ) -> None:
         super().__init__()
         widths = [base_channels * 2**i for i in range(depth + 1)]
@@ -65,14 +73,18 @@ class UNet(nn.Module):
             [conv_block(2 * widths[i], widths[i]) for i in reversed(range(depth))]
         )
         self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.score = ScoreHead(widths[-1], score_dropout) if score_head else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C_in, H, W)`` -> probabilities ``(N, C_out, H, W)``."""
+    def forward(self, x: torch.Tensor) -> Output:
+        """``(N, C_in, H, W)`` -> probabilities ``(N, C_out, H, W)``; with the score head
+        ``(probabilities, score (N, 1))``."""
         skips: list[torch.Tensor] = []
         for level, encoder in enumerate(self.encoders):
             x = encoder(x if level == 0 else self.pool(x))
             skips.append(x)
         skips.pop()
+        score = None if self.score is None else self.score(x)
         for up, decoder in zip(self.ups, self.decoders, strict=True):
             x = decoder(torch.cat([up(x), skips.pop()], dim=1))
-        return torch.sigmoid(self.head(x))
+        probabilities = torch.sigmoid(self.head(x))
+        return probabilities if score is None else (probabilities, score)
