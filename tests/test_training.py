@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,3 +251,217 @@ def test_cli_overrides_and_init_from_a_checkpoint(our_set: Path, tmp_path: Path)
     started = Trainer(config, our_set.parent, tmp_path / "runs" / "second").model.state_dict()
     best = ckpt.load(run_dir / "best.pt")["model"]
     assert all(torch.equal(started[k], best[k]) for k in best)
+
+
+# --- 2.0.0: decision head, warm start from ONNX, holdout, clinical augmentation ---------------
+
+
+def tiny_onnx(tmp_path: Path, kind: str = "unet", **net: object) -> tuple[Path, torch.nn.Module]:
+    """A tiny network with non-trivial BatchNorm statistics, exported as the export does
+    (TorchScript exporter, eval mode: BatchNorm fused into the convolutions)."""
+    torch.manual_seed(1)
+    model = build(kind, base_channels=4, depth=2, **net)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.3, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    path = tmp_path / f"{kind}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as export
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, SIZE, SIZE),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+        )
+    return path, model
+
+
+@pytest.mark.parametrize("kind", ["unet", "cnn"])
+def test_the_score_head_adds_an_image_level_output(kind: str) -> None:
+    plain = build(kind, base_channels=4, depth=2)
+    headed = build(kind, base_channels=4, depth=2, score_head=True)
+    x = torch.randn(3, 1, SIZE, SIZE)
+    assert isinstance(plain(x), torch.Tensor) and plain(x).shape == (3, 2, SIZE, SIZE)
+    with torch.no_grad():
+        prob, score = headed.eval()(x)
+    assert prob.shape == (3, 2, SIZE, SIZE) and score.shape == (3, 1)
+    assert 0.0 <= float(score.min()) <= float(score.max()) <= 1.0
+    missing, unexpected = headed.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(k.startswith("score.") for k in missing)
+
+
+@pytest.mark.parametrize("kind", ["unet", "cnn"])
+def test_warm_start_from_a_fused_onnx_graph_reproduces_it(kind: str, tmp_path: Path) -> None:
+    import onnx
+
+    from training.warmstart import init_from_onnx, onnx_probabilities, torch_probabilities
+
+    path, _ = tiny_onnx(tmp_path, kind)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "BatchNormalization" not in ops  # fused, as in the shipped files
+    torch.manual_seed(5)
+    calibration = torch.randn(24, 1, SIZE, SIZE)
+    fresh = build(kind, base_channels=4, depth=2, score_head=True)
+    error = init_from_onnx(fresh, path, calibration)
+    assert error < 1e-4
+    # train mode on the calibration batch: batch statistics = the re-inflated ones
+    train_mode = torch_probabilities(fresh, calibration, train_mode=True)
+    reference = onnx_probabilities(path, calibration)
+    assert float(np.abs(train_mode - reference).max()) < 1e-3
+    other = torch.randn(4, 1, SIZE, SIZE)
+    assert np.abs(torch_probabilities(fresh, other) - onnx_probabilities(path, other)).max() < 1e-4
+    with pytest.raises(ValueError, match=r"architecture|convolutions"):
+        init_from_onnx(build(kind, base_channels=8, depth=2), path, calibration)
+
+
+def test_decision_loss_uses_only_labelled_rows_and_balances_classes() -> None:
+    from training.steps import class_weights, decision_loss
+
+    score = torch.tensor([[0.9], [0.2], [0.6]], requires_grad=True)
+    labels = torch.tensor([1.0, 0.0, 1.0])
+    weights = torch.tensor([1.0, 1.0, 0.0])
+    loss = decision_loss(score, labels, weights)
+    loss.backward()
+    assert score.grad is not None and float(score.grad[2, 0]) == 0.0
+    expected = -(np.log(0.9) + np.log(0.8)) / 2
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    assert float(decision_loss(score, labels, torch.zeros(3))) == 0.0
+
+    class Rows:
+        labels = np.array([1, 1, 1, 0, 0], np.float32)
+        label_weights = np.array([1, 1, 1, 1, 0], np.float32)
+
+    neg, pos = class_weights(Rows(), balance=True)  # type: ignore[arg-type]
+    assert (neg, pos) == pytest.approx((2.0, 2 / 3))
+    assert class_weights(Rows(), balance=False) == (1.0, 1.0)  # type: ignore[arg-type]
+
+
+def test_auc_and_the_holdout_threshold() -> None:
+    from training.steps import auc, threshold_keeping
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random(60), 1)  # many ties
+    labels = (rng.random(60) < 0.4).astype(np.float32)
+    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
+    brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert auc(scores, labels) == pytest.approx(brute)
+    assert auc(scores, np.ones(60)) is None
+    positives = np.linspace(0.0, 1.0, 101)
+    threshold = threshold_keeping(positives, 0.95)
+    assert threshold is not None and np.mean(positives >= threshold) >= 0.95
+    assert np.mean(positives >= threshold + 0.011) < 0.95
+
+
+def test_clinical_augmentations_keep_masks_except_under_collimation() -> None:
+    from training.augment import burn_markers, collimate, jpeg, tone_curve, unsharp
+
+    rng = np.random.default_rng(2)
+    image = np.tile(np.linspace(0.1, 0.9, 64, dtype=np.float32), (64, 1))
+    masks = np.ones((2, 64, 64), np.uint8)
+    ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32)[None]
+    for _ in range(20):
+        curve = tone_curve(ramp, 0.15, rng)[0]
+        assert np.all(np.diff(curve) >= -1e-6)  # monotone: never an inversion
+        assert curve.min() >= 0.0 and curve.max() <= 1.0
+    sharp = unsharp(image, AugmentParams(), rng)
+    marked = burn_markers(image, rng)
+    compressed = jpeg(image, 30)
+    for out in (sharp, marked, compressed):
+        assert out.dtype == np.float32 and out.shape == image.shape
+        assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.abs(compressed - image).max() > 0
+    cut_image, cut_masks = collimate(image, masks, 0.15, np.random.default_rng(4))
+    band = cut_masks[0] == 0
+    assert band.any() and band.mean() <= 1 - 0.85**2 + 1e-9  # at most 15 % from each side
+    assert np.all(cut_masks[1] == cut_masks[0])
+    assert np.all(cut_image[~band] == image[~band])
+    assert len(np.unique(cut_image[band])) <= 4  # flat bands
+    every = AugmentParams(
+        collimation_prob=0, marker_prob=1, jpeg_prob=1, tone_prob=1, unsharp_prob=1
+    )
+    out, out_masks = augment(image, masks, every, rng)
+    assert out.dtype == np.float32 and np.all(out_masks == 1)  # geometry only moves nothing here
+
+
+def test_holdout_is_stratified_seeded_and_never_trained(our_set: Path, tmp_path: Path) -> None:
+    from training.data import hold_out
+
+    samples = read_set(our_set).samples
+    spec = SetSpec("synthetic", holdout_fraction=0.25)
+    train, held = hold_out(list(samples), spec, seed=3)
+    assert len(held) == 2 and not {s.id for s in train} & {s.id for s in held}
+    assert [s.id for s in hold_out(list(samples), spec, seed=3)[1]] == [s.id for s in held]
+    tail = hold_out(list(samples), SetSpec("series", holdout_tail=1 / 3), seed=0)
+    assert [s.id for s in tail[1]] == [s.id for s in samples[-3:]]  # a contiguous block
+
+
+def test_a_job_with_the_decision_head_records_holdout_and_resumes(
+    our_set: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(
+        "synthetic",
+        net={"base_channels": 4, "depth": 2, "score_head": True},
+        sets=(
+            SetSpec(
+                "synthetic",
+                "split",
+                decision_findings=("*",),
+                holdout_fraction=0.25,
+                no_infection_findings=("*",),
+            ),
+        ),
+    )
+    run_dir = tmp_path / "runs" / "unet-cxr"
+    train_job(config, our_set.parent, run_dir)
+    split = json.loads((run_dir / "split.json").read_text())["sets"]["synthetic"]
+    assert split["holdout"] and not set(split["holdout"]) & set(split["train"])
+    record = ckpt.read_metrics(run_dir)[-1]
+    assert "decision_loss" in record["train_losses"]
+    assert {"gated_infection_dice", "decision", "holdout"} <= set(record["val"])
+    resumed = train_job(config, our_set.parent, run_dir, resume=True, epochs=3)
+    assert resumed["epochs_run"] == 3
+
+
+def test_a_run_warm_started_from_onnx_logs_epoch_zero(our_set: Path, tmp_path: Path) -> None:
+    path, _ = tiny_onnx(tmp_path)
+    config = tiny_config(
+        "synthetic",
+        net={"base_channels": 4, "depth": 2, "score_head": True},
+        init_from=str(path),
+        epochs=1,
+    )
+    run_dir = tmp_path / "runs" / "warm"
+    summary = train_job(config, our_set.parent, run_dir)
+    assert summary["warm_start"]["max_abs_diff"] < 1e-4
+    assert [r["epoch"] for r in ckpt.read_metrics(run_dir)] == [0, 1]
+    train_job(config, our_set.parent, run_dir, resume=True, epochs=2)  # no second warm start
+    assert [r["epoch"] for r in ckpt.read_metrics(run_dir)] == [0, 1, 2]
+
+
+def test_the_finetune_preset_is_version_2_with_the_head_and_a_holdout() -> None:
+    configs = jobs("all", "all", "finetune")
+    assert sorted(c.name for c in configs) == ["cnn-ct", "cnn-cxr", "unet-ct", "unet-cxr"]
+    for config in configs:
+        assert config.version == "2.0.0" and config.net["score_head"] is True
+        assert JobConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+        assert any(s.holdout_fraction or s.holdout_tail for s in config.sets)
+    cxr = {s.name: s for s in job("unet", "cxr", "finetune").sets}
+    assert cxr["cxr-covid19-gb"].role == "external"
+    assert cxr["cxr-shenzhen"].trains_decision("normal")
+    assert not cxr["cxr-shenzhen"].trains_decision("tuberculosis")
+    ct = {s.name: s for s in job("unet", "ct", "finetune").sets}
+    series = ct["files/ct-series-chest-hu"]
+    assert series.layout == "dicom-series" and series.holdout_tail > 0
+    assert job("unet", "cxr", "finetune").augment.jpeg_prob > 0
+    assert job("unet", "cxr", "full").augment.jpeg_prob == 0  # 1.x configs unchanged
+    args = parse_args(["--preset", "finetune", "--init", "models/unet-cxr/1.1.0/model.onnx"])
+    assert overrides(job("unet", "cxr", "finetune"), args).init_from.endswith("model.onnx")

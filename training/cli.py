@@ -4,6 +4,8 @@ Example::
 
     python -m training --preset small --data ../shared/data --out runs/small
     python -m training --preset full --model unet --modality cxr --out runs/full --resume
+    python -m training --preset finetune --model unet --modality cxr --out runs/v2 \
+        --init models/unet-cxr/1.1.0/model.onnx     # 2.0.0: decision head, warm start
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from training.config import JobConfig, jobs
+from training.config import PRESETS, JobConfig, jobs
 from training.loop import set_seed_in, train_job
 
 log = logging.getLogger("training")
@@ -35,9 +37,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--preset",
-        choices=("small", "full"),
+        choices=PRESETS,
         default="small",
-        help="small: minutes on a CPU; full: the shipped models",
+        help="small: minutes on a CPU; full: the shipped 1.x models; finetune: 2.0.0 (decision "
+        "head, holdout, clinical-image augmentation), to start with --init <model.onnx>",
     )
     parser.add_argument(
         "--data",
@@ -64,7 +67,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--init",
         type=Path,
         default=None,
-        help="start from this checkpoint's weights (one job only), e.g. runs/full/unet-cxr/best.pt",
+        help="start from these weights (one job only): a checkpoint, e.g. "
+        "runs/full/unet-cxr/best.pt, or a shipped ONNX model, e.g. "
+        "models/unet-cxr/1.1.0/model.onnx (BatchNorm re-inflated, training/warmstart.py)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="override torch's threads (preset: 2)"
     )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -79,6 +87,8 @@ def overrides(config: JobConfig, args: argparse.Namespace) -> JobConfig:
         changes["version"] = args.version
     if args.init is not None:
         changes["init_from"] = str(args.init)
+    if getattr(args, "threads", None) is not None:
+        changes["threads"] = args.threads
     return replace(config, **changes)  # type: ignore[arg-type]
 
 

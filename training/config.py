@@ -13,6 +13,9 @@ from service.pipeline.params import Clahe, CtWindow, PostprocessParams, Preproce
 from training.augment import AugmentParams
 
 Role = Literal["split", "train", "external"]
+Layout = Literal["labelled", "dicom-series"]
+ANY_FINDING = "*"
+PRESETS = ("small", "full", "finetune")
 MODELS = ("unet", "cnn")
 MODALITIES = ("cxr", "ct")
 
@@ -31,7 +34,21 @@ class SetSpec:
             keeps all.
         no_infection_findings: ``finding`` values (lower case) whose images cannot show COVID-19
             infection: where such an image has no infection mask, an empty one is used (weight 1)
-            instead of leaving the channel out; e.g. Shenzhen's ``"normal"`` films.
+            instead of leaving the channel out; e.g. Shenzhen's ``"normal"`` films. ``"*"``
+            matches every finding.
+        layout: ``"labelled"`` (``service.datasets.read_set``: ours or COVID-QU-Ex) or
+            ``"dicom-series"`` (a folder of ``.dcm`` slices of one patient without masks, e.g.
+            ``files/ct-series-chest-hu``: decoded and prepared exactly as the service does).
+        decision_findings: ``finding`` values (lower case; ``"*"`` = all) whose images train
+            and validate the image-level decision head, with label ``Sample.covid``; other
+            images get decision weight 0 (e.g. Shenzhen tuberculosis films: not COVID-19, but
+            infection may be present, so neither label is right).
+        holdout_fraction: this fraction of the training side, seeded and stratified by finding,
+            is held back (never trained on) as the *holdout* that chooses the decision's
+            operating point.
+        holdout_tail: this fraction of the training side, the last slices of a series in
+            cranio-caudal order (a contiguous block: neighbouring slices look alike), is held
+            back as holdout instead.
     """
 
     name: str
@@ -40,14 +57,36 @@ class SetSpec:
     limit_train: int | None = None
     limit_val: int | None = None
     no_infection_findings: tuple[str, ...] = ()
+    layout: Layout = "labelled"
+    decision_findings: tuple[str, ...] = ()
+    holdout_fraction: float = 0.0
+    holdout_tail: float = 0.0
+
+    def no_infection(self, finding: str) -> bool:
+        """An image of this finding cannot show COVID-19 infection (empty target, weight 1)."""
+        return _matches(finding, self.no_infection_findings)
+
+    def trains_decision(self, finding: str) -> bool:
+        """An image of this finding has a decision label (weight 1)."""
+        return _matches(finding, self.decision_findings)
+
+
+def _matches(finding: str, findings: tuple[str, ...]) -> bool:
+    return ANY_FINDING in findings or finding.lower() in findings
 
 
 @dataclass(frozen=True)
 class JobConfig:
     """Everything one training run needs; ``net`` holds the network's constructor arguments.
 
-    ``init_from`` names a checkpoint whose weights start the training (a continued run);
-    ``None`` starts from random weights.
+    ``init_from`` names a checkpoint whose weights start the training (a continued run), or a
+    shipped ``model.onnx`` (BatchNorm fused; re-inflated by :mod:`training.warmstart`); ``None``
+    starts from random weights.
+
+    ``decision_weight`` is the lambda of the decision head's binary cross-entropy in the loss
+    (``dice_bce_loss + lambda * BCE(score, label)`` over images with a decision label);
+    ``decision_balance`` weights that BCE so that both classes of the training side count
+    equally (the CT negatives are one patient's slices, ~10 % of the training slices).
     """
 
     name: str
@@ -69,6 +108,8 @@ class JobConfig:
     channels_last: bool = True
     version: str = "1.0.0"
     init_from: str | None = None
+    decision_weight: float = 0.5
+    decision_balance: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,7 +119,13 @@ class JobConfig:
         """Inverse of :meth:`to_dict` (as read from ``config.json``)."""
         values = dict(data)
         values["sets"] = tuple(
-            SetSpec(**{**s, "no_infection_findings": tuple(s.get("no_infection_findings", ()))})
+            SetSpec(
+                **{
+                    **s,
+                    "no_infection_findings": tuple(s.get("no_infection_findings", ())),
+                    "decision_findings": tuple(s.get("decision_findings", ())),
+                }
+            )
             for s in data["sets"]
         )
         values["preprocess"] = PreprocessParams.from_dict(data["preprocess"])
@@ -110,6 +157,71 @@ def _sets(modality: str, small: bool) -> tuple[SetSpec, ...]:
         SetSpec("ct-covid19-medseg", "train", transpose=True, limit_train=lim(16)),
     )
 
+
+def _finetune_sets(modality: str) -> tuple[SetSpec, ...]:
+    """The sets of the ``finetune`` preset (2.0.0: decision head, holdout; docs/models.md).
+
+    CXR: every COVID-QU-Ex Train class (COVID-19 label 1; Non-COVID and Normal: empty infection
+    target, label 0), 10 % of it held back as holdout (stratified by class); Shenzhen normal
+    films label 0, tuberculosis films no decision label (infection possible, not COVID-19) and
+    no infection target. CT: majun (10 % of its training slices held back) and MedSeg, all
+    COVID-19; the only CT slices without COVID-19 are the 64 HU slices of one lung-tumour
+    patient (``files/ct-series-chest-hu``): decision label 0, empty infection target, lung not
+    supervised (no masks); its last third (caudal block) held back.
+    """
+    if modality == "cxr":
+        return (
+            SetSpec("cxr-covidqu", "split", decision_findings=(ANY_FINDING,), holdout_fraction=0.1),
+            SetSpec(
+                "cxr-shenzhen",
+                "split",
+                no_infection_findings=("normal",),
+                decision_findings=("normal",),
+            ),
+            SetSpec("cxr-covid19-gb", "external", decision_findings=(ANY_FINDING,)),
+        )
+    return (
+        SetSpec(
+            "ct-covid19-majun", "split", decision_findings=(ANY_FINDING,), holdout_fraction=0.1
+        ),
+        SetSpec("ct-covid19-medseg", "train", transpose=True, decision_findings=(ANY_FINDING,)),
+        SetSpec(
+            CT_NEGATIVE_SERIES,
+            "train",
+            layout="dicom-series",
+            no_infection_findings=(ANY_FINDING,),
+            decision_findings=(ANY_FINDING,),
+            holdout_tail=1 / 3,
+        ),
+    )
+
+
+CT_NEGATIVE_SERIES = "files/ct-series-chest-hu"
+
+# Augmentation of the finetune preset: the failure cases of clinical images (docs/models.md).
+FINETUNE_AUGMENT = {
+    "cxr": AugmentParams(
+        collimation_prob=0.25,
+        marker_prob=0.3,
+        jpeg_prob=0.3,
+        tone_prob=0.5,
+        unsharp_prob=0.3,
+    ),
+    "ct": AugmentParams(marker_prob=0.2, jpeg_prob=0.3, tone_prob=0.3, tone_strength=0.08),
+}
+
+# Finetune preset (2.0.0): warm start from the shipped ONNX model (--init), the decision head.
+# Sized for the budget of about 60 / 25 / 15 / 10 minutes (unet-cxr / cnn-cxr / unet-ct / cnn-ct)
+# at the speed measured on this 2-core machine on 2026-12-01 (fwd+bwd, batch 8, 256 px: U-Net
+# 6.5 img/s, CNN 11-16 img/s; about half the earlier figures): unet-cxr ~10 min per epoch
+# (3,398 training images + validation of 936 and holdout of 370), cnn-cxr ~5 min, unet-ct
+# ~90 s (458 slices), cnn-ct ~40 s.
+FINETUNE: dict[tuple[str, str], dict[str, Any]] = {
+    ("unet", "cxr"): {"net": {"base_channels": 12, "depth": 4}, "epochs": 5, "patience": 3},
+    ("unet", "ct"): {"net": {"base_channels": 12, "depth": 4}, "epochs": 9, "patience": 5},
+    ("cnn", "cxr"): {"net": {"base_channels": 8, "depth": 4}, "epochs": 5, "patience": 3},
+    ("cnn", "ct"): {"net": {"base_channels": 8, "depth": 4}, "epochs": 13, "patience": 6},
+}
 
 # Full preset, sized for about 3 hours of 2-core CPU for all four (see docs/models.md).
 FULL: dict[tuple[str, str], dict[str, Any]] = {
@@ -160,7 +272,24 @@ def postprocess_for(modality: str) -> PostprocessParams:
 
 
 def job(kind: str, modality: str, preset: str) -> JobConfig:
-    """The config of ``kind`` x ``modality`` for preset ``"small"`` or ``"full"``."""
+    """The config of ``kind`` x ``modality`` for preset ``"small"``, ``"full"`` or
+    ``"finetune"`` (2.0.0: decision head, holdout, clinical-image augmentation, lr 3e-4; meant
+    to start from the shipped model with ``--init models/<name>/<version>/model.onnx``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {PRESETS}")
+    if preset == "finetune":
+        full = job(kind, modality, "full")
+        changes = FINETUNE[(kind, modality)]
+        return replace(
+            full,
+            sets=_finetune_sets(modality),
+            augment=FINETUNE_AUGMENT[modality],
+            net={**changes["net"], "score_head": True, "score_dropout": 0.2},
+            epochs=changes["epochs"],
+            patience=changes["patience"],
+            lr=3e-4,
+            version="2.0.0",
+        )
     small = preset == "small"
     size = 128 if small else 256
     pre = ct_preprocess(size) if modality == "ct" else PreprocessParams(size=(size, size))

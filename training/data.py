@@ -7,6 +7,12 @@ exactly what the service will feed the model. Prepared images are cached in memo
 
 Splits: COVID-QU-Ex keeps its official Train/Val split (it has no patient ids); sets in our
 layout are split by ``group`` (patient) with a seeded permutation, so no patient is in both.
+Where a set asks for it (``SetSpec.holdout_fraction`` / ``holdout_tail``) part of the training
+side is held back as the *holdout*: never trained on, it chooses the decision head's operating
+point (validation stays untouched for that).
+
+Besides the masks every sample carries an image-level decision label (``Sample.covid``) and a
+decision weight (1 where ``SetSpec.decision_findings`` match its finding, else 0).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +34,54 @@ from training.config import SetSpec
 
 log = logging.getLogger(__name__)
 LOAD_THREADS = 2
+SERIES_FINDING = "not COVID-19"
+
+
+def read_series(root: Path, name: str) -> LabelledSet:
+    """A folder of DICOM slices of one patient, without masks, as a :class:`LabelledSet`.
+
+    The slices are ordered cranio-caudally (``ImagePositionPatient`` z descending; then
+    ``InstanceNumber``, then the file name), so "the last third" is a contiguous block. Each
+    sample is not COVID-19 (``covid=False``), has no lung and no infection mask; the group is
+    the DICOM PatientID. The licence is the first line of ``SOURCE.txt`` mentioning one.
+    """
+    import pydicom  # the service's DICOM reader; imported here, only series sets need it
+
+    rows = []
+    for path in sorted(root.glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        position = ds.get("ImagePositionPatient")
+        z = float(position[2]) if position is not None else 0.0
+        rows.append((-z, int(ds.get("InstanceNumber", 0) or 0), path, str(ds.get("PatientID", ""))))
+    rows.sort(key=lambda r: (r[0], r[1], r[2].name))
+    source = root / "SOURCE.txt"
+    terms = ""
+    if source.is_file():
+        lines = source.read_text(encoding="utf-8").splitlines()
+        terms = next((ln.strip() for ln in lines if "CC BY" in ln or "licen" in ln.lower()), "")
+    samples = [
+        Sample(
+            id=path.stem,
+            image=path,
+            lung=None,
+            infection=None,
+            group=patient or root.name,
+            finding=SERIES_FINDING,
+            covid=False,
+            modality="ct",
+            license=terms,
+        )
+        for _, _, path, patient in rows
+    ]
+    log.info("read series %s: %d slices", name, len(samples))
+    return LabelledSet(name=name, layout="dicom-series", samples=samples)
+
+
+def read_spec(root: Path, spec: SetSpec) -> LabelledSet:
+    """Read the set ``spec`` names under the data ``root`` in its layout."""
+    if spec.layout == "dicom-series":
+        return read_series(root / spec.name, spec.name)
+    return read_set(root / spec.name, spec.name)
 
 
 def split_by_group(
@@ -56,10 +110,33 @@ def _limit(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
     return [samples[i] for i in keep]
 
 
+def hold_out(train: list[Sample], spec: SetSpec, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """``(train, holdout)``: the set's holdout taken from its training side.
+
+    ``holdout_tail``: the last ``round(tail x n)`` samples in the set's order (a contiguous
+    block of a series). ``holdout_fraction``: per finding (sorted), ``round(fraction x n)``
+    samples chosen by a permutation seeded with ``seed``, so the holdout is stratified by class
+    and depends only on the samples and the seed. Both keep the original order.
+    """
+    if spec.holdout_tail > 0:
+        n = min(len(train), round(spec.holdout_tail * len(train)))
+        return train[: len(train) - n], train[len(train) - n :]
+    if spec.holdout_fraction <= 0:
+        return train, []
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for finding in sorted({s.finding for s in train}):
+        ids = sorted(s.id for s in train if s.finding == finding)
+        n = round(spec.holdout_fraction * len(ids))
+        held.update(ids[i] for i in rng.permutation(len(ids))[:n])
+    return [s for s in train if s.id not in held], [s for s in train if s.id in held]
+
+
 def split_set(
     labelled: LabelledSet, spec: SetSpec, val_fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
-    """``(train, val)`` samples of one set according to its role (see :class:`SetSpec`)."""
+    """``(train, val)`` samples of one set according to its role (see :class:`SetSpec`);
+    the training side still includes the holdout (:func:`hold_out`)."""
     samples = labelled.samples
     if spec.role == "external":
         train, val = [], list(samples)
@@ -75,11 +152,12 @@ def split_set(
 
 @dataclass
 class SetSplit:
-    """The samples of one set on each side of the split."""
+    """The samples of one set on each side of the split (holdout: held back from training)."""
 
     spec: SetSpec
     train: list[Sample]
     val: list[Sample]
+    holdout: list[Sample] = field(default_factory=list)
 
 
 def make_splits(
@@ -88,10 +166,18 @@ def make_splits(
     """Read every set under ``root`` and split it."""
     splits = []
     for spec in specs:
-        labelled = read_set(root / spec.name, spec.name)
+        labelled = read_spec(root, spec)
         train, val = split_set(labelled, spec, val_fraction, seed)
-        log.info("%s: %d train, %d val (%s)", spec.name, len(train), len(val), spec.role)
-        splits.append(SetSplit(spec, train, val))
+        train, holdout = hold_out(train, spec, seed)
+        log.info(
+            "%s: %d train, %d val, %d holdout (%s)",
+            spec.name,
+            len(train),
+            len(val),
+            len(holdout),
+            spec.role,
+        )
+        splits.append(SetSplit(spec, train, val, holdout))
     return splits
 
 
@@ -104,6 +190,7 @@ def write_split(splits: Sequence[SetSplit], path: Path, seed: int) -> None:
                 "role": s.spec.role,
                 "train": [x.id for x in s.train],
                 "val": [x.id for x in s.val],
+                "holdout": [x.id for x in s.holdout],
                 "val_groups": sorted({x.group for x in s.val}),
             }
             for s in splits
@@ -121,6 +208,8 @@ class Cached:
         images: float16 ``(N, H, W)`` display values in [0, 1] at model resolution.
         masks: uint8 0/1 ``(N, 2, H, W)`` (lung, infection); 0 where the set has no such mask.
         weights: float32 ``(N, 2)``: 1 where the mask exists, 0 where it does not (masked loss).
+        labels: float32 ``(N,)`` decision label: 1 = COVID-19 (``Sample.covid``), else 0.
+        label_weights: float32 ``(N,)``: 1 where the label trains/validates the decision head.
     """
 
     ids: list[str]
@@ -128,6 +217,13 @@ class Cached:
     images: np.ndarray
     masks: np.ndarray
     weights: np.ndarray
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    label_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.ids):
+            self.labels = np.zeros(len(self.ids), np.float32)
+            self.label_weights = np.zeros(len(self.ids), np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -171,7 +267,7 @@ def cache(
 
     def one(index: int) -> None:
         sample, spec = items[index]
-        no_infection = sample.finding.lower() in spec.no_infection_findings
+        no_infection = spec.no_infection(sample.finding)
         image, mask, weight = load_sample(sample, params, spec.transpose, no_infection)
         images[index], masks[index], weights[index] = image, mask, weight
 
@@ -183,11 +279,27 @@ def cache(
         images=images,
         masks=masks,
         weights=weights,
+        labels=np.array([s.covid for s, _ in items], np.float32),
+        label_weights=np.array([spec.trains_decision(s.finding) for s, spec in items], np.float32),
     )
 
 
-def cache_splits(splits: Sequence[SetSplit], params: PreprocessParams) -> tuple[Cached, Cached]:
-    """Prepared ``(train, val)`` caches; external sets' samples are not loaded here."""
+def cache_splits(
+    splits: Sequence[SetSplit], params: PreprocessParams
+) -> tuple[Cached, Cached, Cached]:
+    """Prepared ``(train, val, holdout)`` caches; external sets' samples are not loaded here."""
     train = [(s, sp.spec) for sp in splits for s in sp.train]
     val = [(s, sp.spec) for sp in splits if sp.spec.role != "external" for s in sp.val]
-    return cache(train, params, "load train"), cache(val, params, "load val")
+    holdout = [(s, sp.spec) for sp in splits for s in sp.holdout]
+    return (
+        cache(train, params, "load train"),
+        cache(val, params, "load val"),
+        cache(holdout, params, "load holdout"),
+    )
+
+
+def calibration_batch(data: Cached, count: int, seed: int) -> np.ndarray:
+    """``count`` seeded rows of ``data`` (unaugmented), e.g. for the warm start's BatchNorm
+    statistics; spread over the whole set, in row order."""
+    count = min(count, len(data))
+    return np.sort(np.random.default_rng(seed).choice(len(data), count, replace=False))
