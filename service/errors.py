@@ -52,3 +52,23 @@ class BusyError(LungsegError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class SeriesError(InvalidParameterError):
+    """A DICOM series cannot be assembled into one volume (missing or duplicate slices, gantry
+    tilt, mixed sizes or orientations); the message says which and how to fix the upload."""
+
+
+class SeriesChoiceError(InvalidParameterError):
+    """The upload holds several DICOM series (or not the one asked for): the caller must pick
+    one with ``series_uid``.
+
+    Attributes:
+        series: one dict per image series found, with ``series_uid`` (str, "" when absent),
+            ``description`` (SeriesDescription, "" when absent), ``modality`` (e.g. "CT") and
+            ``instances`` (int). For the caller only: UIDs must never be logged.
+    """
+
+    def __init__(self, message: str, series: list[dict[str, str | int]]) -> None:
+        super().__init__(message)
+        self.series = series

@@ -82,6 +82,44 @@ def decode_dicom(data: bytes, *, max_pixels: int, threads: int = 1) -> DecodedIm
         InputTooLargeError: more than ``max_pixels`` pixels over all frames (from the header).
     """
     ds = _read(data, max_pixels)
+    return decode_dataset(ds, max_pixels=max_pixels, threads=threads)
+
+
+def read_dataset(data: bytes, *, max_pixels: int) -> Dataset:
+    """Parse one DICOM file (bounded inflate of deflated datasets first); a dataset without
+    pixel data is returned as it is (the caller decides whether to skip it).
+
+    Raises:
+        UnsupportedMediaError: not parseable, truncated or corrupt.
+        InputTooLargeError: a deflated dataset inflating beyond the ``max_pixels`` bound.
+    """
+    check_deflated_size(data, max_pixels)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        has_pixels = "PixelData" in ds
+    except PYDICOM_PARSE_ERRORS as exc:
+        raise UnsupportedMediaError(
+            f"the DICOM file could not be parsed ({type(exc).__name__}): it is corrupt or truncated"
+        ) from exc
+    if has_pixels and _transfer_syntax(ds) is None:  # preamble-less: native encoding
+        implicit, little = ds.original_encoding
+        native = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else native
+    return ds
+
+
+def modality_of(ds: Dataset) -> Modality:
+    """``ct`` or ``cxr`` of a parsed dataset (the rules of :func:`decode_dicom`).
+
+    Raises:
+        UnsupportedModalityError: a modality other than CT / CR / DX / RG / grey OT.
+    """
+    return _modality(ds)
+
+
+def decode_dataset(ds: Dataset, *, max_pixels: int, threads: int = 1) -> DecodedImage:
+    """Decode a dataset from :func:`read_dataset` that has pixel data (see :func:`decode_dicom`)."""
     modality = _modality(ds)
     frames, rows, columns = _geometry(ds, max_pixels)
     photometric = text(ds, "PhotometricInterpretation")
@@ -107,22 +145,11 @@ def decode_dicom(data: bytes, *, max_pixels: int, threads: int = 1) -> DecodedIm
 
 
 def _read(data: bytes, max_pixels: int) -> Dataset:
-    """Parse the whole dataset (force=True also accepts preamble-less DICOM)."""
-    check_deflated_size(data, max_pixels)
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        has_pixels = "PixelData" in ds
-    except PYDICOM_PARSE_ERRORS as exc:
-        raise UnsupportedMediaError(
-            f"the DICOM file could not be parsed ({type(exc).__name__}): it is corrupt or truncated"
-        ) from exc
-    if not has_pixels:
+    """Parse the whole dataset (force=True also accepts preamble-less DICOM); it must have
+    pixel data."""
+    ds = read_dataset(data, max_pixels=max_pixels)
+    if "PixelData" not in ds:
         raise UnsupportedMediaError(_no_pixels_message(ds))
-    if _transfer_syntax(ds) is None:  # preamble-less: native encoding as detected by pydicom
-        implicit, little = ds.original_encoding
-        native = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else native
     return ds
 
 

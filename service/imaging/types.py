@@ -29,6 +29,9 @@ class SourceRef:
         modality_code: the DICOM Modality attribute as stored ("CT", "CR", "" when absent).
         headers: the source datasets without their pixel data, one per instance (DICOM SEG
             copies the Patient and Study modules from them).
+        frame_numbers: for a volume (``service.imaging.volume.Volume``), the 1-based frame
+            number in its instance of each slice (1 except in multi-frame files); in a volume
+            ``instance_uids`` and ``headers`` also hold one entry per slice. () otherwise.
     """
 
     format: SourceFormat
@@ -39,6 +42,7 @@ class SourceRef:
     frame_of_reference_uid: str | None = None
     modality_code: str | None = None
     headers: tuple[Dataset, ...] = field(default=(), compare=False)
+    frame_numbers: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         """No identifiers: the format and how many instances, nothing else."""
