@@ -74,3 +74,29 @@ openapi: install-dev  ## regenerate openapi/openapi.json from the app
 
 clean:  ## remove caches and build outputs (keeps the venv)
 	rm -rf build runs .pytest_cache .mypy_cache .ruff_cache
+
+# Deploy (README "Deploy"): the container image, built with podman without a daemon or registry.
+IMAGE ?= localhost/lungseg:cpu
+GPU_IMAGE ?= localhost/lungseg:gpu
+CONTAINER_TOOLS := podman buildah mmdebstrap runc uidmap
+.PHONY: container-deps image image-gpu image-test deploy-test
+
+container-deps:  ## podman, buildah, mmdebstrap, runc for the images (apt-get when missing and root)
+	@if command -v podman >/dev/null && command -v mmdebstrap >/dev/null && command -v runc >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(CONTAINER_TOOLS) ca-certificates; \
+	else \
+		echo "no podman/mmdebstrap/runc and not root: install $(CONTAINER_TOOLS)" >&2; exit 1; \
+	fi
+
+image: container-deps  ## the CPU image (IMAGE=localhost/lungseg:cpu) with podman (Debian bookworm base by mmdebstrap, cached; BASE_IMAGE=... to override)
+	IMAGE=$(IMAGE) DOCKERFILE=docker/Dockerfile docker/build-image.sh
+
+image-gpu: container-deps  ## the GPU image (GPU_IMAGE=localhost/lungseg:gpu); needs BASE_IMAGE=<an nvidia/cuda cudnn runtime image> reachable
+	IMAGE=$(GPU_IMAGE) DOCKERFILE=docker/Dockerfile.gpu BASE_IMAGE=$${BASE_IMAGE:-nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04} docker/build-image.sh
+
+image-test: install-dev image  ## run the image read-only as a pod would, segment a real DICOM, check user and file system
+	LUNGSEG_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -m container tests/deploy
+
+deploy-test: install-dev  ## the deploy tests: image (when built), hadolint, Kubernetes manifests
+	LUNGSEG_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q tests/deploy
