@@ -334,7 +334,7 @@ def test_decision_loss_uses_only_labelled_rows_and_balances_classes() -> None:
     assert score.grad is not None and float(score.grad[2, 0]) == 0.0
     expected = -(np.log(0.9) + np.log(0.8)) / 2
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
-    assert float(decision_loss(score, labels, torch.zeros(3))) == 0.0
+    assert float(decision_loss(score, labels, torch.zeros(3)).detach()) == 0.0
 
     class Rows:
         labels = np.array([1, 1, 1, 0, 0], np.float32)
