@@ -48,16 +48,16 @@ test: install-dev browser-deps  ## run the whole test suite (browser tests in he
 	$(BIN)/python -m pytest
 
 lint: install-dev  ## ruff + mypy
-	$(BIN)/ruff check service training export tests
-	$(BIN)/ruff format --check service training export tests
+	$(BIN)/ruff check service training export bench report tests
+	$(BIN)/ruff format --check service training export bench report tests
 	$(BIN)/mypy
 
 format: install-dev  ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix service training export tests
-	$(BIN)/ruff format service training export tests
+	$(BIN)/ruff check --fix service training export bench report tests
+	$(BIN)/ruff format service training export bench report tests
 
 bench: install-dev  ## performance benchmark: prints a table, appends bench-results/history.jsonl
-	$(BIN)/python -m service.perf --models $(MODELS) $(BENCH_ARGS)
+	$(BIN)/python -m bench --models $(MODELS) $(BENCH_ARGS)
 
 train: install-dev  ## small CPU training run of every network (minutes), checkpoints in runs/
 	$(BIN)/python -m training --preset small --data $(DATA) --out runs/small
@@ -67,7 +67,7 @@ export: install-dev  ## export runs/small to ONNX + model cards in build/models,
 	$(BIN)/python -m export.quantize --models build/models --data $(DATA)
 
 report: install-dev  ## HTML report of a benchmark run: RUN=<id|run.json|latest> REPORT_SET=<set dir>
-	$(BIN)/python -m service.report --run $(RUN) --set $(REPORT_SET) --out $(REPORT_OUT)
+	$(BIN)/python -m report --run $(RUN) --set $(REPORT_SET) --out $(REPORT_OUT)
 
 openapi: install-dev  ## regenerate openapi/openapi.json from the app
 	$(BIN)/python -m service.api.openapi_dump openapi/openapi.json

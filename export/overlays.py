@@ -17,8 +17,9 @@ import numpy as np
 
 from service.imaging import decode
 from service.models.onnx_backend import OnnxBackend
-from service.pipeline.postprocess import Masks, to_masks
+from service.pipeline.postprocess import Masks
 from service.pipeline.preprocess import to_display
+from service.pipeline.run import run
 
 log = logging.getLogger("export.overlays")
 
@@ -42,13 +43,9 @@ def render(backend: OnnxBackend, path: Path) -> list[tuple[np.ndarray, float]]:
     """Overlays of every frame of ``path`` with the lung fraction of each (0..1)."""
     image = decode(path.read_bytes())
     results = []
-    for index in range(image.n_frames):
-        frame = image.frame(index)
-        (probs,) = backend.infer([backend.prepare(frame, image.units)])
-        hu = frame if image.units == "hu" else None  # as the service: the lung-air check
-        masks = to_masks(probs, (image.height, image.width), backend.postprocess, hu)
-        shown = to_display(frame, image.units, backend.card.preprocess)
-        results.append((overlay(shown, masks), float(masks.lung.mean())))
+    for index, frame in enumerate(run(backend, image)):  # as the service (HU air check too)
+        shown = to_display(image.frame(index), image.units, backend.card.preprocess)
+        results.append((overlay(shown, frame.masks), float(frame.masks.lung.mean())))
     return results
 
 

@@ -40,8 +40,8 @@ from service.models.card import CARD_FILE, read_card, sha256_of
 from service.models.onnx_backend import OnnxBackend
 from service.models.registry import latest_versions
 from service.pipeline.metrics import pooled_dice
-from service.pipeline.postprocess import to_masks
 from service.pipeline.preprocess import preprocess
+from service.pipeline.run import run
 
 log = logging.getLogger(__name__)
 ACCEPT_DICE = 0.99
@@ -93,12 +93,10 @@ def agreement(model_dir: Path, variant: str, samples: list[Sample]) -> dict[str,
     masks: dict[str, list[list[np.ndarray]]] = {"fp32": [[], []], variant: [[], []]}
     for sample in samples:
         image = load_image(sample)
-        size = (image.height, image.width)
         for key, backend in (("fp32", reference), (variant, candidate)):
-            probs = backend.infer([backend.prepare(image.frame(0), image.units)])[0]
-            result = to_masks(probs, size, backend.postprocess)
-            masks[key][0].append(result.lung)
-            masks[key][1].append(result.infection)
+            (result,) = run(backend, image, frames=[0])
+            masks[key][0].append(result.masks.lung)
+            masks[key][1].append(result.masks.infection)
     lung = pooled_dice(masks["fp32"][0], masks[variant][0])
     infection = pooled_dice(masks["fp32"][1], masks[variant][1])
     return {

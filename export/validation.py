@@ -51,7 +51,7 @@ def measure(backend: Backend, samples: list[Sample], desc: str) -> dict[str, Any
     started = time.perf_counter()
     with tqdm(total=len(samples), desc=desc, mininterval=5, leave=False) as bar:
         rows = evaluate(backend, samples, progress=lambda done: bar.update(done - bar.n))
-    summary = summarise(rows)
+    summary = summarise(rows).to_dict()
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
 

@@ -9,6 +9,7 @@ cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -51,3 +52,33 @@ def usable_cores(root: Path = CGROUP_ROOT) -> int:
     if quota is not None:
         cores = min(cores, int(quota))
     return max(1, cores)
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    """What one worker process may use: its cores, concurrent inferences, waiting requests and
+    threads per inference, so that threads x inferences never exceed the cores.
+
+    Build it with :meth:`of`; 0 for a limit means "derived from the cores".
+    """
+
+    cores: int
+    in_flight: int
+    queue: int
+    threads_per_inference: int
+
+    @classmethod
+    def of(
+        cls,
+        workers: int = 1,
+        max_in_flight: int = 0,
+        max_queue: int = 0,
+        intra_op_threads: int = 0,
+        root: Path = CGROUP_ROOT,
+    ) -> WorkerShare:
+        """The machine's usable cores shared by ``workers``; in-flight inferences default to
+        one per core, the queue to 4 per core, threads to cores / in-flight."""
+        cores = max(1, usable_cores(root) // max(workers, 1))
+        in_flight = max_in_flight or cores
+        threads = intra_op_threads or max(1, cores // in_flight)
+        return cls(cores, in_flight, max_queue or 4 * cores, threads)

@@ -35,7 +35,14 @@ class InputTooLargeError(LungsegError):
 
 
 class InvalidParameterError(LungsegError):
-    """A parameter value is not one we accept (unknown model, modality or format)."""
+    """A parameter value is not one we accept (unknown model, modality or format).
+
+    ``parameter`` names the request parameter at fault, when there is one.
+    """
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class NotFoundError(LungsegError):
@@ -72,3 +79,7 @@ class SeriesChoiceError(InvalidParameterError):
     def __init__(self, message: str, series: list[dict[str, str | int]]) -> None:
         super().__init__(message)
         self.series = series
+
+
+class UploadTimeoutError(InvalidInputError):
+    """The upload stopped arriving, or arrived too slowly, before it was complete."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from service.models.segmenter import Segmenter
+from service.models.segmenter import Segmenter, SegmenterConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = REPO_ROOT / "tests" / "fixtures" / "golden_masks.json"
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data")
     parser.add_argument("--write", action="store_true", help=f"write {GOLDEN.name}")
     args = parser.parse_args()
-    segmenter = Segmenter(REPO_ROOT / "models", providers="cpu")
+    segmenter = Segmenter(SegmenterConfig(REPO_ROOT / "models", providers="cpu"))
     result = record(segmenter, args.data)
     text = json.dumps(result, indent=1, sort_keys=True) + "\n"
     if args.write:

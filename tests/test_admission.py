@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from types import SimpleNamespace
 
+import cv2
+import httpx
 import numpy as np
 import pytest
 
-from service.api.admission import Admission, AdmissionMiddleware
+from bench.load import multipart_body
+from service.api.admission import Admission
 from service.api.errors import Overloaded
+from service.api.main import create_app
+from service.api.settings import Settings
 from service.imaging.types import DecodedImage
-from service.models.base import ModelInfo
-from service.models.segmenter import Segmenter
+from service.models.base import ModelInfo, Prediction
+from service.models.segmenter import Segmenter, SegmenterConfig
 from service.pipeline.params import PostprocessParams
 
 
@@ -55,6 +59,7 @@ class SlowBackend:
     info = ModelInfo("slow-cxr", "0", "unet", "cxr")
     postprocess = PostprocessParams()
     provider = "test"
+    precision = "fp32"
 
     def __init__(self) -> None:
         self.running = 0
@@ -71,11 +76,11 @@ class SlowBackend:
         time.sleep(0.05)
         with self.lock:
             self.running -= 1
-        return [np.zeros((2, 8, 8), np.float32) for _ in inputs]
+        return [Prediction(probabilities=np.zeros((2, 8, 8), np.float32)) for _ in inputs]
 
 
 def test_segmenter_bounds_concurrent_inferences():
-    segmenter = Segmenter(None, max_inferences=2, cpu_stages=2)
+    segmenter = Segmenter(SegmenterConfig(None, max_inferences=2, cpu_stages=2))
     backend = SlowBackend()
     segmenter.backend_for = lambda kind, modality: (backend, None)  # type: ignore[method-assign]
     image = DecodedImage(np.zeros((1, 8, 8), np.float32), "display", None, "png")
@@ -87,43 +92,44 @@ def test_segmenter_bounds_concurrent_inferences():
     assert backend.peak == 2
 
 
-def test_the_middleware_holds_the_admission_while_the_upload_is_read():
-    gate = Admission(limit=1, retry_after_s=2)
-    app_ref = SimpleNamespace(state=SimpleNamespace(admission=gate))
-    body_arrives = asyncio.Event()
-    seen: list[int] = []
+def test_the_admission_is_held_while_the_upload_is_read(tmp_path):
+    """Two uploads still streaming in fill a worker admitting two: a third gets 503 at once,
+    before its body is read; once they complete, they are served."""
+    settings = Settings(
+        models_dir=tmp_path / "none",
+        database_url=f"sqlite:///{tmp_path / 'db'}",
+        max_in_flight=1,
+        max_queue=1,
+        retry_after_s=2,
+    )
+    app = create_app(settings)
+    ok, png = cv2.imencode(".png", np.full((64, 64), 128, np.uint8))
+    content_type, body = multipart_body("x.png", png.tobytes())
+    release = asyncio.Event()
 
-    async def handler(scope, receive, send) -> None:
-        seen.append(gate.admitted)  # admitted before the body is read
-        await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+    async def slow_body():
+        yield body[:100]
+        await release.wait()
+        yield body[100:]
 
-    async def request(arrival: asyncio.Event | None) -> list[dict]:
-        sent: list[dict] = []
+    async def scenario() -> tuple[httpx.Response, list[httpx.Response], int]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                headers = {"Content-Type": content_type}
+                slow = [
+                    asyncio.create_task(
+                        client.post("/v1/segment", content=slow_body(), headers=headers)
+                    )
+                    for _ in range(2)
+                ]
+                await asyncio.sleep(0.3)
+                admitted = app.state.admission.admitted
+                refused = await client.post("/v1/segment", content=body, headers=headers)
+                release.set()
+                return refused, list(await asyncio.gather(*slow)), admitted
 
-        async def receive() -> dict:
-            if arrival is not None:
-                await arrival.wait()
-            return {"type": "http.request", "body": b"x", "more_body": False}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "path": "/v1/segment", "app": app_ref, "headers": []}
-        await AdmissionMiddleware(handler)(scope, receive, send)
-        return sent
-
-    async def scenario() -> tuple[list[dict], list[dict], int]:
-        slow = asyncio.create_task(request(body_arrives))
-        await asyncio.sleep(0)  # the slow upload is admitted and waits for its body
-        refused = await request(None)
-        body_arrives.set()
-        return await slow, refused, gate.admitted
-
-    served, refused, after = asyncio.run(scenario())
-    assert seen == [1]
-    assert served[0]["status"] == 200
-    assert refused[0]["status"] == 503
-    assert (b"retry-after", b"2") in refused[0]["headers"]
-    assert after == 0
+    refused, served, admitted = asyncio.run(scenario())
+    assert ok and admitted == 2
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+    assert [r.status_code for r in served] == [200, 200]

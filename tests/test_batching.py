@@ -19,6 +19,7 @@ class Doubler:
     info = ModelInfo("fake-cxr", "0", "unet", "cxr")
     postprocess = PostprocessParams()
     provider = "test"
+    precision = "fp32"
 
     def __init__(self, fail: bool = False) -> None:
         self.batches: list[int] = []

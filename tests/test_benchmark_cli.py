@@ -52,7 +52,7 @@ def test_json_matches_direct_evaluation(
     assert result["summary"]["all"]["infection_false_positive_rate"]["n"] == 8
 
     rows = evaluate(ThresholdBackend("cxr"), read_set(qu_layout).samples)
-    assert result["summary"] == roundtrip(summarise(rows))
+    assert result["summary"] == roundtrip(summarise(rows).to_dict())
     assert result["rows"] == roundtrip([r.to_dict() for r in rows])
 
     table = capsys.readouterr().out

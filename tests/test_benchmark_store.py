@@ -100,9 +100,9 @@ def test_a_full_runner_refuses_and_removes_the_extracted_upload(
 ):
     release = threading.Event()
 
-    def slow_scores(*_args: object) -> dict[str, Any]:
+    def slow_scores(*_args: object) -> jobs.BenchmarkResults:
         release.wait(10)
-        return {"entries": []}
+        return jobs.BenchmarkResults("set", "lungseg", [])
 
     monkeypatch.setattr(jobs, "score_models", slow_scores)
     segmenter: Any = _NoModels()

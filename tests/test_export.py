@@ -71,6 +71,7 @@ def test_export_run_writes_a_card_the_service_loads(tmp_path: Path) -> None:
     assert scores["model"]["all"]["lung"]["dice"]["n"] == 2
     assert "threshold_baseline" in scores
     backend = OnnxBackend(target)
-    (probs,) = backend.infer([backend.prepare(np.zeros((80, 70), np.float32), "display")])
-    assert probs.shape == (2, 64, 64) and probs.dtype == np.float32
+    (prediction,) = backend.infer([backend.prepare(np.zeros((80, 70), np.float32), "display")])
+    probs = prediction.probabilities
+    assert probs is not None and probs.shape == (2, 64, 64) and probs.dtype == np.float32
     assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from service.api.routers.segment import to_response
+from service.api.routers.segment import segment_response
+from service.encoders import encoder_for
 from service.errors import LungsegError
 from service.imaging import decode
-from service.models.segmenter import Segmenter
+from service.models.segmenter import Segmenter, SegmenterConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = FIXTURES.parents[1]
@@ -54,16 +55,17 @@ def test_corrupted_files_fail_only_with_domain_errors(originals: list[bytes]) ->
 
 
 def test_corrupted_files_that_decode_segment_and_encode(originals: list[bytes]) -> None:
-    segmenter = Segmenter(ROOT / "models", providers="cpu", intra_op_threads=1)
+    segmenter = Segmenter(SegmenterConfig(ROOT / "models", providers="cpu", intra_op_threads=1))
     rng = random.Random(1)
     segmented = 0
     for _ in range(60):
         data = _corrupt(rng.choice(originals), rng)
         model = rng.choice(["unet", "cnn", "threshold"])
         try:
-            result = segmenter.segment_bytes(data, "auto", model)  # type: ignore[arg-type]
+            encoder = encoder_for(rng.choice(["rle", "png"]))
+            result = segmenter.segment_bytes(data, "auto", model, encoder)
         except LungsegError:
             continue
-        to_response(result, rng.choice(["rle", "png"])).model_dump_json()
+        segment_response(result).model_dump_json()
         segmented += 1
     assert segmented > 10

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from service.models.segmenter import Segmenter
+from service.models.segmenter import Segmenter, SegmenterConfig
 from tests.golden import GOLDEN, REPO_ROOT, record
 
 
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
-    return Segmenter(REPO_ROOT / "models", providers="cpu")
+    return Segmenter(SegmenterConfig(REPO_ROOT / "models", providers="cpu"))
 
 
 def test_masks_match_the_recorded_ones(segmenter: Segmenter, data_dir: Path) -> None:

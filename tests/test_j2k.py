@@ -11,7 +11,7 @@ from pydicom.uid import JPEG2000Lossless
 
 from service.errors import UnsupportedMediaError
 from service.imaging import decode, j2k
-from service.models.segmenter import _SharedThreads
+from service.models.gates import SharedThreads
 from tests.test_imaging_errors import grey_header, to_bytes
 
 STORED = np.random.default_rng(7).integers(0, 4096, size=(48, 64), dtype=np.uint16)  # 12-bit
@@ -51,7 +51,7 @@ def test_a_cut_codestream_is_refused_not_crashed(codestream: bytes):
 
 
 def test_decoding_threads_are_shared_among_concurrent_uploads():
-    shared = _SharedThreads(4)
+    shared = SharedThreads(4)
     with shared as first, shared as second, shared as third:
         assert (first, second, third) == (4, 2, 1)
     with shared as alone:

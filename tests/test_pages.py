@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from service import NOT_A_MEDICAL_DEVICE
 from service.api.main import create_app
 from service.api.settings import REPO_ROOT, Settings
+from service.encoders.display import display_frame
 from service.imaging import decode
-from service.report.display import display_frame
 from tests.api.conftest import zip_folder
 
 PAGES = ("/dashboard", "/viewer")
@@ -181,7 +181,7 @@ def test_history_and_timing_of_a_stored_run(client, data_dir):
 def test_the_service_never_imports_matplotlib():
     code = (
         "import sys; from service.api.main import create_app; create_app(); "
-        "import service.report.tables, service.report.display; "
+        "import service.benchmark.table, service.encoders.display; "
         "sys.exit('matplotlib' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.agree import check
+from bench.inproc import measure as measure_inproc
+from bench.load import multipart_request, run_load_procs
+from bench.report import efficiency
+from bench.serve import running_service
+from bench.studies import measure_study
 from service.imaging import decode
-from service.perf.agree import check
-from service.perf.inproc import measure as measure_inproc
-from service.perf.load import multipart_request, run_load_procs
-from service.perf.report import efficiency
-from service.perf.serve import running_service
-from service.perf.studies import measure_study
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.errors import ModelLoadError
-from service.pipeline import measure, postprocess, preprocess
+from service.pipeline import measure, morphology, postprocess, preprocess
 from service.pipeline.params import Clahe, CtWindow, PostprocessParams, PreprocessParams
 
 
@@ -60,9 +60,9 @@ def test_largest_components_keeps_two_lungs_and_drops_specks():
     mask[1:9, 12:17] = True  # 40 px
     mask[0, 19] = True  # 1 px speck
     mask[9, 9:11] = True  # 2 px
-    kept = postprocess.largest_components(mask, keep=2, min_fraction=0.1)
+    kept = morphology.largest_components(mask, keep=2, min_fraction=0.1)
     assert kept.sum() == 88 and not kept[0, 19] and not kept[9, 9]
-    assert postprocess.largest_components(np.zeros((3, 3), bool), 2, 0.1).sum() == 0
+    assert morphology.largest_components(np.zeros((3, 3), bool), 2, 0.1).sum() == 0
 
 
 def test_to_masks_upsamples_and_restricts_infection_to_lung():
@@ -126,18 +126,18 @@ def test_empty_lung_gives_zero_percent_and_totals_add_up():
 def test_more_components_than_16_bit_labels_hold_fall_back_to_32_bit():
     mask = np.zeros((1024, 1024), dtype=bool)
     mask[::3, ::3] = True  # 342 x 342 = 116,964 single-pixel components
-    count, labels, stats = postprocess.components(mask)
+    count, labels, stats, _ = morphology.components(mask)
     assert (count, labels.dtype) == (342 * 342 + 1, np.int32)
     assert stats[1:, 4].tolist() == [1] * (342 * 342)  # every area is one pixel
     assert not postprocess.drop_small(mask, 2).any()
     assert np.array_equal(postprocess.drop_small(mask, 1), mask)
-    kept = postprocess.largest_components(mask, 2, 0.0)
+    kept = morphology.largest_components(mask, 2, 0.0)
     assert np.count_nonzero(kept) == 2
 
 
 def test_few_components_get_16_bit_labels():
     mask = np.zeros((6, 6), dtype=bool)
     mask[0:2, 0:2] = mask[4:6, 3:6] = True
-    count, labels, stats = postprocess.components(mask)
+    count, labels, stats, _ = morphology.components(mask)
     assert (count, labels.dtype) == (3, np.uint16)
     assert stats[1:, 4].tolist() == [4, 6]

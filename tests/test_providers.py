@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.api import settings as settings_module
+from service import cpus
 from service.api.settings import Settings
 from service.errors import ModelLoadError
 from service.models import onnx_backend
 from service.models.onnx_backend import CPU, CPU_RUN, CUDA, OnnxBackend, bucket, choose_providers
-from service.models.segmenter import Segmenter
+from service.models.segmenter import Segmenter, SegmenterConfig
 
 UNET = Path(__file__).resolve().parents[1] / "models" / "unet-cxr" / "1.1.0"
 
@@ -57,7 +57,7 @@ def test_cuda_alone_refuses_to_run_on_the_cpu() -> None:
 
 
 def test_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings_module, "usable_cores", lambda: 16)
+    monkeypatch.setattr(cpus, "usable_cores", lambda root=cpus.CGROUP_ROOT: 16)
     one = Settings(workers=1)
     four = Settings(workers=4)
     assert (one.cores, one.in_flight_limit, one.threads_per_inference) == (16, 16, 1)
@@ -78,8 +78,8 @@ def test_padded_bound_batches_give_the_unpadded_results() -> None:
     three = backend.infer(inputs[:3])
     assert len(batched) == 6 and len(three) == 3
     for a, b in zip(plain + plain[:3], batched + three, strict=True):
-        assert a.shape == b.shape == (2, 256, 256)
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert a.probabilities.shape == b.probabilities.shape == (2, 256, 256)
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
 
 
 def test_a_model_that_fails_its_warm_up_falls_back_to_threshold(
@@ -89,7 +89,7 @@ def test_a_model_that_fails_its_warm_up_falls_back_to_threshold(
         raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(OnnxBackend, "warm_up", broken)
-    segmenter = Segmenter(UNET.parents[1], "cpu", batch_window_ms=1.0)
+    segmenter = Segmenter(SegmenterConfig(UNET.parents[1], "cpu", batch_window_ms=1.0))
     try:
         assert "unet-cxr" not in segmenter.registry.models
         assert "warm-up failed" in segmenter.registry.unavailable["unet-cxr"]
@@ -116,4 +116,4 @@ def test_many_frames_run_on_the_cpu_in_bounded_pieces(monkeypatch: pytest.Monkey
     together = backend.infer(inputs)
     assert sizes == [CPU_RUN, 3]
     for a, b in zip(one_by_one, together, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)

@@ -1,5 +1,5 @@
-"""``python -m service.report`` on a tiny run: files produced, PNGs valid, the HTML references
-them; the numbers come from the run as stored (``service.report.tables``)."""
+"""``python -m report`` on a tiny run: files produced, PNGs valid, the HTML references
+them; the numbers come from the run as stored (``service.benchmark.table``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 import cv2
 import pytest
 
+from report.cli import main
 from service import NOT_A_MEDICAL_DEVICE
 from service.benchmark.jobs import score_models
 from service.benchmark.store import RunStore
+from service.benchmark.table import dice_values, entry_label, history, seed_rows
 from service.datasets import LabelledSet, read_set
-from service.models.segmenter import Segmenter
-from service.report.cli import main
-from service.report.tables import dice_values, entry_label, history, seed_rows
+from service.models.segmenter import Segmenter, SegmenterConfig
 
 QU_LAYOUT = "files/covid-qu-ex-layout"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -31,7 +31,7 @@ def tiny_set(data_dir: Path) -> tuple[Path, LabelledSet]:
 @pytest.fixture(scope="module")
 def results(tiny_set) -> dict:
     """A real run of the threshold segmenter (and unet, which falls back without models)."""
-    return score_models(Segmenter(None), tiny_set[1], ["threshold", "unet"])
+    return score_models(Segmenter(SegmenterConfig(None)), tiny_set[1], ["threshold", "unet"]).to_dict()
 
 
 def test_score_models_measures_time_per_image(results):

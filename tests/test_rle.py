@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco
 
+from service.encoders import rle
 from service.errors import InvalidInputError
-from service.pipeline import rle
 
 
 def coco_encode(mask: np.ndarray) -> dict:

@@ -20,7 +20,7 @@ from service.models.card import ONNX_FILE, sha256_of
 from service.models.onnx_backend import OnnxBackend
 from service.models.registry import latest_versions
 from service.models.threshold import ThresholdBackend
-from service.pipeline.postprocess import to_masks
+from service.pipeline.run import run
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MAX_ONNX_BYTES = 10 * 1024 * 1024
@@ -69,7 +69,9 @@ class ShippedModel:
 
     def test_outputs_probabilities_of_the_card_shape(self, backend: OnnxBackend) -> None:
         frame = np.random.default_rng(0).random((300, 240), dtype=np.float32)
-        (probs,) = backend.infer([backend.prepare(frame, "display")])
+        (prediction,) = backend.infer([backend.prepare(frame, "display")])
+        probs = prediction.probabilities
+        assert probs is not None and prediction.masks is None
         assert probs.shape == (2, *backend.card.preprocess.size) and probs.dtype == np.float32
         assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
 
@@ -99,9 +101,8 @@ class CtModel(ShippedModel):
         first = sorted((data_dir / "files" / "ct-series-jpeg2000").iterdir())[0]
         image = decode(first.read_bytes())
         assert image.units == "hu"
-        (probs,) = backend.infer([backend.prepare(image.frame(0), image.units)])
-        masks = to_masks(probs, (image.height, image.width), backend.postprocess)
-        assert masks.lung.shape == (image.height, image.width)
+        (result,) = run(backend, image)
+        assert result.masks.lung.shape == (image.height, image.width)
 
 
 class TestUnetCxr(ShippedModel):

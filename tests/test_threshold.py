@@ -10,17 +10,20 @@ import pytest
 
 from service.datasets import load_image, load_mask, read_set
 from service.imaging.types import Modality, Units
+from service.imaging.types import DecodedImage
 from service.models.base import Backend
 from service.models.threshold import ThresholdBackend
 from service.pipeline.metrics import dice
-from service.pipeline.postprocess import Masks, to_masks
+from service.pipeline.postprocess import Masks
+from service.pipeline.run import run as run_pipeline
 
 N = 256
 
 
 def run(backend: ThresholdBackend, frame: np.ndarray, units: Units = "display") -> Masks:
-    (probs,) = backend.infer([backend.prepare(frame, units)])
-    return to_masks(probs, frame.shape, backend.postprocess)
+    image = DecodedImage(frame[np.newaxis].astype(np.float32), units, None, "png")
+    (result,) = run_pipeline(backend, image)
+    return result.masks
 
 
 def ellipse(center: tuple[float, float], axes: tuple[float, float]) -> np.ndarray:
@@ -62,28 +65,27 @@ def test_is_a_backend() -> None:
 def test_invalid_config() -> None:
     with pytest.raises(ValueError, match="modality"):
         ThresholdBackend("mr")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="confidence"):
-        ThresholdBackend("cxr", confidence=0.5)
 
 
-def test_prepare_shrinks_and_marks_units() -> None:
+def test_prepare_shrinks_and_keeps_the_units() -> None:
     backend = ThresholdBackend("cxr")
     prepared = backend.prepare(np.full((1024, 800), 0.5, np.float32), "display")
-    assert prepared.shape == (2, 256, 200)
-    assert prepared.dtype == np.float32
-    assert np.all(prepared[1] == 0.0)
+    assert prepared.frame.shape == (256, 200)
+    assert prepared.frame.dtype == np.float32
+    assert prepared.in_hu is False
     small = ThresholdBackend("ct").prepare(np.full((100, 120), -1000.0, np.float32), "hu")
-    assert small.shape == (2, 100, 120)  # never enlarged
-    assert np.all(small[1] == 1.0)
-    assert np.all(small[0] == -1000.0)
+    assert small.frame.shape == (100, 120)  # never enlarged
+    assert small.in_hu is True
+    assert np.all(small.frame == -1000.0)
 
 
-def test_infer_output_shape_dtype_values() -> None:
-    backend = ThresholdBackend("ct", confidence=0.9)
-    probs = backend.infer([backend.prepare(ct_hu(), "hu"), backend.prepare(ct_hu()[:200], "hu")])
-    assert [p.shape for p in probs] == [(2, N, N), (2, 200, N)]
-    assert all(p.dtype == np.float32 for p in probs)
-    assert set(np.unique(probs[0]).round(6)) == {np.float32(0.1).round(6), np.float32(0.9).round(6)}
+def test_infer_gives_masks_not_probabilities() -> None:
+    backend = ThresholdBackend("ct")
+    out = backend.infer([backend.prepare(ct_hu(), "hu"), backend.prepare(ct_hu()[:200], "hu")])
+    assert [p.masks.shape for p in out if p.masks is not None] == [(2, N, N), (2, 200, N)]
+    assert all(p.probabilities is None and p.score is None for p in out)
+    assert all(p.masks.dtype == bool for p in out if p.masks is not None)
+    assert not (out[0].masks[1] & ~out[0].masks[0]).any()  # infection inside the lung
 
 
 def test_ct_hu_lungs_and_lesion() -> None:

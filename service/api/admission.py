@@ -12,11 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from service.api.errors import Overloaded, busy
-
-GATED_PATHS = frozenset({"/v1/segment", "/v1/render"})
+from service.api.errors import Overloaded
 
 
 class Admission:
@@ -65,31 +61,3 @@ class Admission:
         finally:
             self._admitted -= 1
             self._observe(self._admitted)
-
-
-class AdmissionMiddleware:
-    """Admission for the gated routes, held for the whole request: reading the upload, waiting
-    for an inference slot and running.
-
-    While the worker is full the answer is 503 + Retry-After at once, before the body is read,
-    so refusing costs next to nothing and overload does not eat the CPU that admitted requests
-    need; and since a request is admitted before its upload is read, the uploads held in
-    memory are bounded too (at most the admission limit per worker).
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in GATED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        admission = getattr(scope["app"].state, "admission", None)
-        if not isinstance(admission, Admission):  # the lifespan has not built it (yet)
-            await self.app(scope, receive, send)
-            return
-        if admission.full:
-            await busy(admission.refuse(), scope["path"])(scope, receive, send)
-            return
-        async with admission.slot():
-            await self.app(scope, receive, send)

@@ -29,10 +29,33 @@ STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
     (errors.InputTooLargeError, 413),
     (errors.InvalidParameterError, 422),
     (errors.NotFoundError, 404),
+    (errors.UploadTimeoutError, 408),
     (errors.InvalidInputError, 400),
     (errors.ModelLoadError, 503),
     (errors.BusyError, 503),
 ]
+
+
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "empty upload, malformed request or bad archive",
+    404: "unknown id or set",
+    408: "the upload stopped sending data (LUNGSEG_UPLOAD_TIMEOUT_S)",
+    413: "upload or image too large",
+    415: "unsupported or undecodable file, or Content-Type",
+    422: "invalid parameter value",
+    503: "at capacity: retry after Retry-After seconds",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these statuses, each an ``application/problem+json``."""
+    return {
+        status: {
+            "description": PROBLEM_DESCRIPTIONS[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
 
 
 class Overloaded(errors.BusyError):
@@ -79,7 +102,10 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     )
     if isinstance(exc, errors.BusyError):
         return busy(exc, request.url.path)
-    return problem(status, str(exc), slug(type(exc)), request.url.path)
+    extra = {}
+    if isinstance(exc, errors.InvalidParameterError) and exc.parameter:
+        extra["errors"] = [{"loc": ["query", exc.parameter], "msg": str(exc), "type": "value"}]
+    return problem(status, str(exc), slug(type(exc)), request.url.path, **extra)
 
 
 def busy(exc: errors.BusyError, instance: str) -> JSONResponse:

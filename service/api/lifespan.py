@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from service import NOT_A_MEDICAL_DEVICE
 from service.api.admission import Admission
 from service.api.metrics import Metrics
-from service.api.settings import Settings, build_segmenter
+from service.api.settings import Settings
 from service.benchmark.jobs import BenchmarkRunner
 from service.benchmark.store import RunStore
 from service.models.segmenter import Segmenter
@@ -44,7 +44,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         # OpenCV's own thread pool would multiply with the concurrent inferences: one thread
         # per inference keeps threads x in-flight inferences <= cores.
         cv2.setNumThreads(settings.threads_per_inference)
-        segmenter = await run_in_threadpool(build_segmenter, settings)
+        segmenter = await run_in_threadpool(Segmenter, settings.segmenter_config())
         store = RunStore(settings.database_url)
         interrupted = store.mark_interrupted()
         if interrupted:

@@ -6,18 +6,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.formparsers import MultiPartParser
 
 from service import NOT_A_MEDICAL_DEVICE, __version__
-from service.api import errors
-from service.api.admission import AdmissionMiddleware
+from service.api import errors, openapi
 from service.api.lifespan import lifespan_for
-from service.api.limits import MULTIPART_SLACK, BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.request_id import RequestIdMiddleware
 from service.api.routers import (
     benchmark,
-    dashboard_data,
     docs,
     health,
     models,
@@ -51,18 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
     )
     app.state.settings = settings
-    # Uploads stay in memory: Starlette spools a file part over 1 MiB to a temporary file, and
-    # images (patient data) must not touch the disk. Larger parts (benchmark zips, which are
-    # extracted to disk anyway) still spool. A class attribute: it applies to the process.
-    MultiPartParser.spool_max_size = settings.max_upload_bytes + MULTIPART_SLACK
     app.state.metrics = Metrics.create()
     errors.install(app)
-    routers = (segment.router, render.router, models.router, dashboard_data.router)
-    for router in (*routers, benchmark.router, health.router, docs.router, pages.router):
+    openapi.install(app)
+    routers = (segment.router, render.router, models.router, benchmark.router, health.router)
+    for router in (*routers, docs.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimitMiddleware, settings=settings)
-    app.add_middleware(AdmissionMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries it
     return app

@@ -23,10 +23,23 @@ class MaskSet(BaseModel):
     infection: Rle | str = Field(description="infection inside the lung, same encoding")
 
 
+class Problem(BaseModel):
+    """An RFC 7807 problem document (``application/problem+json``): every error answer."""
+
+    type: str = Field(description="URI naming the kind of problem")
+    title: str = Field(description="the HTTP status phrase")
+    status: int
+    detail: str = Field(description="what was wrong and how to fix it")
+    instance: str = Field("", description="the path of the request")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="for 400/422 from parameter validation: each offending parameter"
+    )
+
+
 class ModelRef(BaseModel):
     name: str = Field(examples=["unet-cxr"])
     version: str
-    kind: Literal["unet", "cnn", "threshold"] = Field(description="what actually ran")
+    kind: str = Field(description="what actually ran: a model kind (unet, cnn) or threshold")
     provider: str = Field(description="ONNX Runtime execution provider, or numpy")
 
 
@@ -61,7 +74,7 @@ class SegmentResponse(Areas):
     height: int
     width: int
     n_frames: int
-    format: Literal["rle", "png"]
+    format: str = Field(description="mask encoding: rle or png")
     masks: MaskSet | None = Field(description="the masks of a single-frame image")
     frames: list[FrameResult] | None = Field(description="per-frame results of multi-frame DICOM")
     timings_ms: Timings
@@ -92,6 +105,93 @@ class Health(BaseModel):
     providers: dict[str, str] = {}
 
 
+class Stat(BaseModel):
+    mean: float | None = Field(description="mean over the images (null when there are none)")
+    std: float | None
+    n: int = Field(description="images the mean is over")
+
+
+class StructureSummary(BaseModel):
+    dice: Stat
+    iou: Stat
+    accuracy: Stat = Field(description="pixel accuracy")
+    sensitivity: Stat
+    specificity: Stat
+    loss: Stat = Field(description="Dice + BCE of the probabilities; n = 0 for threshold")
+
+
+class FalsePositiveRate(BaseModel):
+    rate: float | None = Field(
+        description="share of images without infection where some was marked"
+    )
+    n: int = Field(description="images whose infection reference is empty")
+
+
+class GroupSummary(BaseModel):
+    n_images: int
+    lung: StructureSummary = Field(description="over images with a lung reference")
+    infection: StructureSummary = Field(description="over images whose infection is non-empty")
+    infection_false_positive_rate: FalsePositiveRate
+
+
+class Summary(BaseModel):
+    all: GroupSummary
+    covid: GroupSummary = Field(description="COVID-19 images")
+    non_covid: GroupSummary = Field(description="every other image")
+
+
+class StructureScore(BaseModel):
+    dice: float
+    iou: float
+    accuracy: float
+    sensitivity: float
+    specificity: float
+    loss: float | None = Field(description="null for a backend without probabilities")
+    ref_empty: bool
+    pred_empty: bool
+
+
+class ImageScore(BaseModel):
+    id: str = Field(description="the sample's id in its set")
+    group: str = Field(description="patient or case group")
+    finding: str
+    covid: bool
+    lung: StructureScore | None = Field(description="null when the set has no lung mask")
+    infection: StructureScore | None = Field(description="null when it has no infection mask")
+    infection_percent: float
+
+
+class EntryModel(BaseModel):
+    name: str
+    version: str
+    kind: str
+    modality: str
+    provider: str
+    precision: str
+
+
+class EntryTiming(BaseModel):
+    ms_per_image: float = Field(description="wall time per image: decode, inference, scoring")
+    total_ms: float
+    n_images: int
+
+
+class BenchmarkEntry(BaseModel):
+    requested: str = Field(description="the model kind asked for")
+    modality: str
+    model: EntryModel = Field(description="what ran")
+    fallback: str | None = Field(description="why another model ran than the one asked for")
+    summary: Summary
+    rows: list[ImageScore] = Field(description="one per image")
+    timing: EntryTiming
+
+
+class BenchmarkResults(BaseModel):
+    set: str
+    layout: str = Field(description="lungseg or covid-qu-ex")
+    entries: list[BenchmarkEntry] = Field(description="one per (model, modality)")
+
+
 class BenchmarkJob(BaseModel):
     id: str
     status: Literal["queued", "running", "done", "failed", "interrupted"]
@@ -101,10 +201,32 @@ class BenchmarkJob(BaseModel):
     created: str
     finished: str | None = None
     error: str | None = None
-    results: dict[str, Any] | None = Field(
-        None, description="per model: summary (all/covid/non_covid) and per-image rows"
-    )
+    results: BenchmarkResults | None = Field(None, description="once done (not in listings)")
 
 
 class BenchmarkList(BaseModel):
     runs: list[BenchmarkJob]
+
+
+class HistoryEntry(BaseModel):
+    label: str = Field(description="model that ran, with the requested one when it fell back")
+    requested: str
+    model: str
+    modality: str
+    fallback: str | None
+    lung_dice: float | None = Field(description="mean lung Dice over the set")
+    infection_dice: float | None = Field(description="mean infection Dice (non-empty refs)")
+    ms_per_image: float | None = Field(description="benchmark wall time per image (ms)")
+
+
+class HistoryRun(BaseModel):
+    id: str
+    created: str
+    set_name: str
+    status: str
+    n_images: int
+    entries: list[HistoryEntry]
+
+
+class History(BaseModel):
+    runs: list[HistoryRun] = Field(description="oldest first")

@@ -9,9 +9,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.cpus import usable_cores
+from service.cpus import WorkerShare
 from service.models.onnx_backend import DEFAULT_CUDA_OPTIONS
-from service.models.segmenter import Segmenter
+from service.models.segmenter import SegmenterConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     log_level: str = Field("info", description="logging level")
     models_dir: Path = Field(REPO_ROOT / "models", description="folder of <name>/<version>/ models")
+    default_model: str = Field(
+        "unet", description="model kind used when a request names none (falls back if missing)"
+    )
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime execution provider: auto = CUDA when available"
     )
@@ -86,41 +89,47 @@ class Settings(BaseSettings):
     benchmark_max_files: int = Field(100_000, ge=1, description="most entries in a zip upload")
 
     @property
+    def share(self) -> WorkerShare:
+        """One worker's cores (the machine's affinity, capped by a cgroup CPU quota, shared by
+        the workers), in-flight inferences, queue and threads per inference."""
+        return WorkerShare.of(
+            self.workers, self.max_in_flight, self.max_queue, self.intra_op_threads
+        )
+
+    @property
     def cores(self) -> int:
-        """The cores one worker may use: the machine's (affinity, capped by a cgroup CPU
-        quota) shared by the workers."""
-        return max(1, usable_cores() // self.workers)
+        return self.share.cores
 
     @property
     def in_flight_limit(self) -> int:
-        return self.max_in_flight or self.cores
+        return self.share.in_flight
 
     @property
     def queue_limit(self) -> int:
-        return self.max_queue or 4 * self.cores
+        return self.share.queue
 
     @property
     def threads_per_inference(self) -> int:
-        return self.intra_op_threads or max(1, self.cores // self.in_flight_limit)
+        return self.share.threads_per_inference
+
+    def segmenter_config(self) -> SegmenterConfig:
+        """The ``Segmenter`` a worker runs with these settings."""
+        return SegmenterConfig(
+            models_dir=self.models_dir,
+            providers=self.providers,
+            precision=self.precision,
+            intra_op_threads=self.threads_per_inference,
+            max_pixels=self.max_pixels,
+            batch_window_ms=self.batch_window_ms,
+            max_batch=self.max_batch,
+            max_inferences=self.in_flight_limit,
+            cpu_stages=self.cores,
+            cuda_options=self.cuda_options,
+            default_kind=self.default_model,
+        )
 
 
 @lru_cache
 def get_settings() -> Settings:
     """The process's settings, read once from the environment (tests override the dependency)."""
     return Settings()
-
-
-def build_segmenter(settings: Settings) -> Segmenter:
-    """The ``Segmenter`` a worker runs with ``settings`` (the lifespan's and ``make bench``'s)."""
-    return Segmenter(
-        settings.models_dir,
-        settings.providers,
-        settings.threads_per_inference,
-        settings.max_pixels,
-        settings.batch_window_ms,
-        settings.max_batch,
-        settings.precision,
-        settings.in_flight_limit,
-        settings.cores,
-        settings.cuda_options,
-    )

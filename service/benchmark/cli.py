@@ -24,18 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from service.benchmark.evaluate import evaluate, finite_or_none, summarise
+from service.benchmark.table import HEADER, result_lines, text_table
 from service.datasets import Sample, read_set
 from service.errors import LungsegError
 from service.imaging.types import Modality
-from service.models.base import Backend
+from service.models.base import THRESHOLD, Backend
 from service.models.onnx_backend import OnnxBackend, choose_providers
 from service.models.threshold import ThresholdBackend
 
 log = logging.getLogger(__name__)
-
-THRESHOLD = "threshold"
-GROUPS = ("all", "covid", "non_covid")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -99,10 +96,10 @@ class Backends:
     def __init__(self, model: str, provider: str) -> None:
         self.model = model
         self.provider = provider
-        self._cache: dict[Modality, Backend] = {}
+        self._cache: dict[Modality, Backend[Any]] = {}
         self._onnx: OnnxBackend | None = None
 
-    def for_modality(self, modality: Modality) -> Backend | None:
+    def for_modality(self, modality: Modality) -> Backend[Any] | None:
         """The backend for ``modality``; ``None`` when the model is of another modality."""
         if self.model == THRESHOLD:
             if modality not in self._cache:
@@ -161,78 +158,11 @@ def score_set(root: Path, args: argparse.Namespace, backends: Backends) -> list[
                 "model": {**asdict(backend.info), "provider": backend.provider},
                 "n_images": len(rows),
                 "seconds": round(seconds, 2),
-                "summary": summarise(rows),
+                "summary": summarise(rows).to_dict(),
                 "rows": [r.to_dict() for r in rows] if args.rows else None,
             }
         )
     return results
-
-
-def _mean_std(stats: dict[str, Any]) -> str:
-    if stats["mean"] is None:
-        return "-"
-    return f"{stats['mean']:.3f}±{stats['std']:.3f}"
-
-
-def _value(stats: dict[str, Any], key: str = "mean") -> str:
-    return "-" if stats[key] is None else f"{stats[key]:.3f}"
-
-
-HEADER = (
-    "set",
-    "model",
-    "group",
-    "n",
-    "lung Dice",
-    "lung IoU",
-    "lung acc",
-    "lung loss",
-    "inf Dice (n)",
-    "inf loss",
-    "inf FP rate (n)",
-)
-
-
-def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
-    """Table lines of one result: all images, then COVID-19 / non-COVID when both occur."""
-    summary = result["summary"]
-    groups = [g for g in GROUPS if summary[g]["n_images"] > 0]
-    if len(groups) == 2:  # all images are in one class: "all" says it already
-        groups = ["all"]
-    name = result["set"] + (f"/{result['split']}" if result["split"] else "")
-    lines: list[tuple[str, ...]] = []
-    for group in groups:
-        s = summary[group]
-        lung, inf, fp = s["lung"], s["infection"], s["infection_false_positive_rate"]
-        lines.append(
-            (
-                name,
-                result["model"]["name"],
-                group,
-                str(s["n_images"]),
-                _mean_std(lung["dice"]),
-                _value(lung["iou"]),
-                _value(lung["accuracy"]),
-                _value(lung["loss"]),
-                f"{_mean_std(inf['dice'])} ({inf['dice']['n']})",
-                _value(inf["loss"]),
-                f"{_value(fp, 'rate')} ({fp['n']})",
-            )
-        )
-    return lines
-
-
-def format_table(results: list[dict[str, Any]]) -> str:
-    """A plain-text table of the results, columns aligned."""
-    lines = [HEADER] + [line for r in results for line in table_rows(r)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
-    return (
-        "\n".join(
-            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-            for line in lines
-        )
-        + "\n"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except LungsegError as err:
         log.error("%s", err)
         return 1
-    sys.stdout.write(format_table(results))
+    sys.stdout.write(text_table(HEADER, [line for r in results for line in result_lines(r)]))
     if args.json is not None:
         payload = {
             "model": args.model,

@@ -1,7 +1,9 @@
 """Score a backend on a labelled set: per-image rows and summaries split COVID-19 / non-COVID.
 
 The same code produces the model cards' validation metrics (export), the README's baseline table
-and the ``/v1/benchmark`` results, so their numbers agree.
+and the ``/v1/benchmark`` results, so their numbers agree. Each sample is decoded once and runs
+through the one request path (``service.pipeline.run``), with its probabilities kept at the
+image's size for the loss.
 
 Conventions:
 
@@ -9,26 +11,31 @@ Conventions:
 * Infection Dice/IoU are averaged over images whose infection reference is non-empty; images with
   an empty reference instead count towards ``infection_false_positive_rate``: the fraction of them
   where the prediction has any infection pixel.
-* The loss is :func:`service.pipeline.metrics.dice_bce_loss` of the raw probabilities (resized to
-  the reference's size) against the reference, per structure.
+* The loss is :func:`service.pipeline.metrics.dice_bce_loss` of the probabilities against the
+  reference, per structure; ``None`` for a backend without probabilities (the threshold
+  segmenter decides pixels, it has no probabilities to score).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from service.datasets import Sample, load_image, load_mask
+from service.imaging.types import DecodedImage
 from service.models.base import Backend
 from service.pipeline import metrics
-from service.pipeline.measure import infection_stats
-from service.pipeline.postprocess import to_masks, upsample
+from service.pipeline.result import FrameResult
+from service.pipeline.run import run
 
 METRICS = ("dice", "iou", "accuracy", "sensitivity", "specificity", "loss")
+Runner = Callable[[Backend[Any], DecodedImage], list[FrameResult]]
+"""Runs a backend on a decoded image with its probabilities kept (``pipeline.run`` by default;
+the service passes its ``Segmenter.run``, which holds the worker's limits)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class StructureScore:
     accuracy: float
     sensitivity: float
     specificity: float
-    loss: float
+    loss: float | None
     ref_empty: bool
     pred_empty: bool
 
@@ -61,100 +68,147 @@ class ImageScore:
         return asdict(self)
 
 
-def score_structure(prob: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> StructureScore:
-    """Score a float ``(H, W)`` probability map and its bool mask against a bool reference."""
-    loss = metrics.dice_bce_loss(prob[None, None], ref[None, None])
+@dataclass(frozen=True)
+class Stat:
+    """Mean and standard deviation of ``n`` values (``None`` when there are none)."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class StructureSummary:
+    dice: Stat
+    iou: Stat
+    accuracy: Stat
+    sensitivity: Stat
+    specificity: Stat
+    loss: Stat
+
+
+@dataclass(frozen=True)
+class FalsePositiveRate:
+    """Share of the ``n`` images with an empty infection reference where some was predicted."""
+
+    rate: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    n_images: int
+    lung: StructureSummary
+    infection: StructureSummary
+    infection_false_positive_rate: FalsePositiveRate
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Summaries of all images, the COVID-19 ones and the others."""
+
+    all: GroupSummary
+    covid: GroupSummary
+    non_covid: GroupSummary
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def score_structure(prob: np.ndarray | None, pred: np.ndarray, ref: np.ndarray) -> StructureScore:
+    """Score a bool mask (and its float ``(H, W)`` probabilities, if any) against a reference."""
+    loss = None if prob is None else float(metrics.dice_bce_loss(prob[None, None], ref[None, None]))
     return StructureScore(
         dice=metrics.dice(pred, ref),
         iou=metrics.iou(pred, ref),
         accuracy=metrics.pixel_accuracy(pred, ref),
         sensitivity=metrics.sensitivity(pred, ref),
         specificity=metrics.specificity(pred, ref),
-        loss=float(loss),
+        loss=loss,
         ref_empty=not ref.any(),
         pred_empty=not pred.any(),
     )
 
 
-def score_sample(backend: Backend, sample: Sample, probs: np.ndarray) -> ImageScore:
-    """Score a backend's ``(2, h, w)`` probabilities for ``sample`` at the image's own size."""
-    image = load_image(sample)
+def score_sample(sample: Sample, image: DecodedImage, frame: FrameResult) -> ImageScore:
+    """Score the first frame's result of ``sample`` at the image's own size."""
     size = (image.height, image.width)
-    hu = image.frame(0) if image.units == "hu" else None
-    masks = to_masks(probs, size, backend.postprocess, hu)
-    full = upsample(probs, size)
+    probs = frame.probabilities
     lung_ref = load_mask(sample.lung, size)
     inf_ref = load_mask(sample.infection, size)
+    masks = frame.masks
     return ImageScore(
         id=sample.id,
         group=sample.group,
         finding=sample.finding,
         covid=sample.covid,
-        lung=None if lung_ref is None else score_structure(full[0], masks.lung, lung_ref),
-        infection=None if inf_ref is None else score_structure(full[1], masks.infection, inf_ref),
-        infection_percent=infection_stats(masks.lung, masks.infection).infection_percent,
+        lung=None
+        if lung_ref is None
+        else score_structure(None if probs is None else probs[0], masks.lung, lung_ref),
+        infection=None
+        if inf_ref is None
+        else score_structure(None if probs is None else probs[1], masks.infection, inf_ref),
+        infection_percent=frame.stats.infection_percent,
     )
 
 
-def _batches(items: list[Sample], size: int) -> Iterator[list[Sample]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _run_kept(backend: Backend[Any], image: DecodedImage) -> list[FrameResult]:
+    return run(backend, image, frames=[0], keep_probabilities=True)
 
 
 def evaluate(
-    backend: Backend,
+    backend: Backend[Any],
     samples: Iterable[Sample],
-    batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
+    runner: Runner | None = None,
 ) -> list[ImageScore]:
-    """Run ``backend`` on every sample (first frame) and score it; ``progress(done)`` per batch."""
+    """Run ``backend`` on every sample (first frame) and score it; ``progress(done)`` per image."""
+    go = runner or _run_kept
     rows: list[ImageScore] = []
-    for batch in _batches(list(samples), batch_size):
-        images = [load_image(s) for s in batch]
-        inputs = [backend.prepare(img.frame(0), img.units) for img in images]
-        for sample, probs in zip(batch, backend.infer(inputs), strict=True):
-            rows.append(score_sample(backend, sample, probs))
+    for sample in samples:
+        image = load_image(sample)
+        rows.append(score_sample(sample, image, go(backend, image)[0]))
         if progress is not None:
             progress(len(rows))
     return rows
 
 
-def _stats(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"mean": None, "std": None, "n": 0}
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": len(values)}
+def _stats(values: list[float | None]) -> Stat:
+    known = [v for v in values if v is not None]
+    if not known:
+        return Stat(None, None, 0)
+    arr = np.asarray(known, dtype=np.float64)
+    return Stat(float(arr.mean()), float(arr.std()), len(known))
 
 
-def _structure_summary(scores: list[StructureScore]) -> dict[str, Any]:
-    return {m: _stats([getattr(s, m) for s in scores]) for m in METRICS}
+def _structure_summary(scores: list[StructureScore]) -> StructureSummary:
+    return StructureSummary(**{m: _stats([getattr(s, m) for s in scores]) for m in METRICS})
 
 
-def summarise_group(rows: list[ImageScore]) -> dict[str, Any]:
+def summarise_group(rows: list[ImageScore]) -> GroupSummary:
     """Summary of some rows: lung metrics, infection metrics (non-empty refs), FP rate."""
     lung = [r.lung for r in rows if r.lung is not None]
     infection = [r.infection for r in rows if r.infection is not None]
     positive = [s for s in infection if not s.ref_empty]
     negative = [s for s in infection if s.ref_empty]
     false_pos = sum(1 for s in negative if not s.pred_empty)
-    return {
-        "n_images": len(rows),
-        "lung": _structure_summary(lung),
-        "infection": _structure_summary(positive),
-        "infection_false_positive_rate": {
-            "rate": false_pos / len(negative) if negative else None,
-            "n": len(negative),
-        },
-    }
+    return GroupSummary(
+        n_images=len(rows),
+        lung=_structure_summary(lung),
+        infection=_structure_summary(positive),
+        infection_false_positive_rate=FalsePositiveRate(
+            rate=false_pos / len(negative) if negative else None, n=len(negative)
+        ),
+    )
 
 
-def summarise(rows: list[ImageScore]) -> dict[str, Any]:
-    """``{"all": ..., "covid": ..., "non_covid": ...}`` summaries of benchmark rows."""
-    return {
-        "all": summarise_group(rows),
-        "covid": summarise_group([r for r in rows if r.covid]),
-        "non_covid": summarise_group([r for r in rows if not r.covid]),
-    }
+def summarise(rows: list[ImageScore]) -> Summary:
+    """Summaries of benchmark rows: all, COVID-19, non-COVID."""
+    return Summary(
+        all=summarise_group(rows),
+        covid=summarise_group([r for r in rows if r.covid]),
+        non_covid=summarise_group([r for r in rows if not r.covid]),
+    )
 
 
 def finite_or_none(value: float | None) -> float | None:

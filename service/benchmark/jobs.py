@@ -8,60 +8,101 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.benchmark.evaluate import evaluate, summarise
+from service.benchmark.evaluate import ImageScore, Summary, evaluate, summarise
 from service.benchmark.store import HEARTBEAT_S, RunStore
 from service.datasets import LabelledSet
 from service.errors import BusyError, LungsegError
-from service.models.segmenter import ModelChoice, Segmenter
+from service.imaging.types import DecodedImage
+from service.models.base import Backend
+from service.models.segmenter import Segmenter
+from service.pipeline.result import FrameResult
 
 log = logging.getLogger(__name__)
 
 
-def score_models(
-    segmenter: Segmenter, labelled: LabelledSet, models: list[ModelChoice]
-) -> dict[str, Any]:
-    """Evaluate each requested model on every modality of the set.
+@dataclass(frozen=True)
+class EntryModel:
+    """What ran for an entry: the model's identity, execution provider and precision."""
 
-    Returns:
-        ``{"set": name, "entries": [...]}``, one entry per (model, modality): the model that ran
-        (``fallback`` says why when it is not the one asked for), ``summary`` (all / covid /
-        non_covid), per-image ``rows`` and ``timing``: the wall time of the evaluation (decode,
-        inference, scoring) per image and in total, in milliseconds.
-    """
+    name: str
+    version: str
+    kind: str
+    modality: str
+    provider: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall time of the evaluation (decode, inference, scoring) in milliseconds."""
+
+    ms_per_image: float
+    total_ms: float
+    n_images: int
+
+
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    """One (model, modality) of a run; ``fallback`` says why another model ran than asked."""
+
+    requested: str
+    modality: str
+    model: EntryModel
+    fallback: str | None
+    summary: Summary
+    rows: list[ImageScore]
+    timing: Timing
+
+
+@dataclass(frozen=True)
+class BenchmarkResults:
+    """The results of a run, as stored (``asdict``) and answered by ``/v1/benchmark``."""
+
+    set: str
+    layout: str
+    entries: list[BenchmarkEntry]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def score_models(
+    segmenter: Segmenter, labelled: LabelledSet, models: list[str]
+) -> BenchmarkResults:
+    """Evaluate each requested model kind on every modality of the set, through the
+    segmenter's limits (its inference and CPU gates), one entry per (model, modality)."""
+
+    def gated(backend: Backend[Any], image: DecodedImage) -> list[FrameResult]:
+        return segmenter.run(backend, image, keep_probabilities=True, frames=[0])
+
     entries = []
     for modality in sorted({s.modality for s in labelled.samples}):
         samples = [s for s in labelled.samples if s.modality == modality]
         for kind in models:
             backend, fallback = segmenter.backend_for(kind, modality)
             start = time.perf_counter()
-            rows = evaluate(backend, samples)
+            rows = evaluate(backend, samples, runner=gated)
             elapsed_ms = (time.perf_counter() - start) * 1000
-            entries.append(
-                {
-                    "requested": kind,
-                    "modality": modality,
-                    "model": {
-                        **asdict(backend.info),
-                        "provider": backend.provider,
-                        "precision": getattr(backend, "precision", "fp32"),
-                    },
-                    "fallback": fallback,
-                    "summary": summarise(rows),
-                    "rows": [r.to_dict() for r in rows],
-                    "timing": {
-                        "ms_per_image": elapsed_ms / max(len(samples), 1),
-                        "total_ms": elapsed_ms,
-                        "n_images": len(samples),
-                    },
-                }
+            info = backend.info
+            model = EntryModel(
+                info.name,
+                info.version,
+                info.kind,
+                info.modality,
+                backend.provider,
+                backend.precision,
             )
-    return {"set": labelled.name, "layout": labelled.layout, "entries": entries}
+            timing = Timing(elapsed_ms / max(len(samples), 1), elapsed_ms, len(samples))
+            entries.append(
+                BenchmarkEntry(kind, modality, model, fallback, summarise(rows), rows, timing)
+            )
+    return BenchmarkResults(labelled.name, labelled.layout, entries)
 
 
 class BenchmarkRunner:
@@ -102,7 +143,7 @@ class BenchmarkRunner:
                 log.warning("benchmark store heartbeat failed", exc_info=True)
 
     def submit(
-        self, labelled: LabelledSet, models: list[ModelChoice], cleanup: Path | None = None
+        self, labelled: LabelledSet, models: list[str], cleanup: Path | None = None
     ) -> tuple[dict[str, Any], Future[None]]:
         """Queue a run; ``cleanup`` (an extracted upload) is removed when the run ends, or at
         once when the queue is full (``BusyError``)."""
@@ -136,7 +177,7 @@ class BenchmarkRunner:
             shutil.rmtree(cleanup, ignore_errors=True)
 
     def _run(
-        self, run_id: str, labelled: LabelledSet, models: list[ModelChoice], cleanup: Path | None
+        self, run_id: str, labelled: LabelledSet, models: list[str], cleanup: Path | None
     ) -> None:
         try:
             self.store.set_status(run_id, "running")
@@ -148,7 +189,7 @@ class BenchmarkRunner:
             log.exception("benchmark %s crashed", run_id)
             self.store.set_status(run_id, "failed", error="internal error; see the service log")
         else:
-            self.store.set_status(run_id, "done", results=results)
+            self.store.set_status(run_id, "done", results=results.to_dict())
         finally:
             self._release(cleanup)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from service.errors import ModelLoadError
 from service.imaging.types import Units
-from service.models.base import Backend
+from service.models.base import Backend, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class _Request:
     inputs: list[np.ndarray]
     done: threading.Event = field(default_factory=threading.Event)
-    outputs: list[np.ndarray] = field(default_factory=list)
+    outputs: list[Prediction] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -45,11 +45,12 @@ class MicroBatcher:
         max_batch: most inputs in one batch.
     """
 
-    def __init__(self, backend: Backend, window_ms: float, max_batch: int) -> None:
+    def __init__(self, backend: Backend[np.ndarray], window_ms: float, max_batch: int) -> None:
         self.backend = backend
         self.info = backend.info
         self.postprocess = backend.postprocess
         self.provider = backend.provider
+        self.precision = backend.precision
         self.window_s = window_ms / 1000
         self.max_batch = max_batch
         self.batch_sizes: Counter[int] = Counter()  # batches run, by size (bounded)
@@ -72,7 +73,7 @@ class MicroBatcher:
     def prepare(self, frame: np.ndarray, units: Units) -> np.ndarray:
         return self.backend.prepare(frame, units)
 
-    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def infer(self, inputs: list[np.ndarray]) -> list[Prediction]:
         """Queue ``inputs`` and wait for their probabilities (in order)."""
         request = _Request(inputs)
         self._queue.put(request)

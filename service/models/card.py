@@ -2,26 +2,43 @@
 
 The card is the contract between training and serving (as in nnU-Net's plans and Triton's
 config): input name/shape/dtype, preprocessing and postprocessing parameters, output labels,
-and the provenance (training data, split, metrics, licenses, git commit, sha256 of the ONNX file).
-The service feeds a model only from its card.
+the decision head and its operating point, and the provenance (training data, split, metrics,
+licenses, git commit, sha256 of the ONNX file). The service feeds a model only from its card,
+and parses it strictly: a missing key is an error that names it, and so is an unknown
+``schema_version``.
+
+Schema versions:
+
+* 1: one output, ``output`` (the probabilities ``(N, 2, H, W)``).
+* 2: also ``score_output`` (the decision head's ``(N, 1)`` probability that infection is
+  present) and ``decision`` (its operating point: ``threshold``; what it was chosen on).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from service.errors import ModelLoadError
 from service.imaging.types import Modality
-from service.models.base import LABELS, Kind, ModelInfo
+from service.models.base import LABELS, THRESHOLD, ModelInfo
 from service.pipeline.params import PostprocessParams, PreprocessParams
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
-SCHEMA_VERSION = 1
+SCHEMA_VERSIONS = (1, 2)
+MODALITIES: tuple[Modality, ...] = ("cxr", "ct")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_REQUIRED = {
+    1: ("name", "version", "kind", "modality", "input", "output", "labels", "preprocess",
+        "postprocess", "sha256"),
+    2: ("name", "version", "kind", "modality", "input", "output", "score_output", "labels",
+        "preprocess", "postprocess", "decision", "sha256"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,34 @@ class TensorSpec:
     shape: list[int | str]
     dtype: str = "float32"
 
+    @classmethod
+    def from_dict(cls, data: Any, key: str) -> TensorSpec:
+        if not isinstance(data, dict) or "name" not in data or "shape" not in data:
+            raise ModelLoadError(f"model card: {key} must be an object with name and shape")
+        return cls(str(data["name"]), list(data["shape"]), str(data.get("dtype", "float32")))
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """The operating point of the decision head: infection is reported as detected when the
+    head's score is at least ``threshold``. The rest of the card's ``decision`` object (what
+    it was chosen on, the sensitivity there) is kept in ``notes``."""
+
+    threshold: float
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DecisionParams:
+        if not isinstance(data, dict) or "threshold" not in data:
+            raise ModelLoadError("model card: decision must be an object with a threshold")
+        threshold = float(data["threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise ModelLoadError(f"model card: decision.threshold {threshold} is not in [0, 1]")
+        return cls(threshold, {k: v for k, v in data.items() if k != "threshold"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, **self.notes}
+
 
 @dataclass(frozen=True)
 class ModelCard:
@@ -39,7 +84,7 @@ class ModelCard:
 
     name: str
     version: str
-    kind: Kind
+    kind: str
     modality: Modality
     input: TensorSpec
     output: TensorSpec
@@ -47,52 +92,78 @@ class ModelCard:
     preprocess: PreprocessParams
     postprocess: PostprocessParams
     sha256: str
+    score_output: TensorSpec | None = None
+    decision: DecisionParams | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema_version(self) -> int:
+        """2 with a decision head (``score_output`` and ``decision``), else 1."""
+        return 2 if self.score_output is not None else 1
 
     @property
     def info(self) -> ModelInfo:
         return ModelInfo(self.name, self.version, self.kind, self.modality)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version,
             "name": self.name,
             "version": self.version,
             "kind": self.kind,
             "modality": self.modality,
             "input": vars(self.input),
             "output": vars(self.output),
+        }
+        if self.score_output is not None:
+            out["score_output"] = vars(self.score_output)
+        out |= {
             "labels": list(self.labels),
             "preprocess": self.preprocess.to_dict(),
             "postprocess": self.postprocess.to_dict(),
-            "sha256": self.sha256,
-            **self.provenance,
         }
+        if self.decision is not None:
+            out["decision"] = self.decision.to_dict()
+        return {**out, "sha256": self.sha256, **self.provenance}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         """Validate and parse a card; raises ModelLoadError naming the problem."""
-        try:
-            card = cls(
-                name=str(data["name"]),
-                version=str(data["version"]),
-                kind=data["kind"],
-                modality=data["modality"],
-                input=TensorSpec(**data["input"]),
-                output=TensorSpec(**data["output"]),
-                labels=tuple(data["labels"]),
-                preprocess=PreprocessParams.from_dict(data["preprocess"]),
-                postprocess=PostprocessParams.from_dict(data["postprocess"]),
-                sha256=str(data["sha256"]),
-                provenance={k: v for k, v in data.items() if k not in _CORE_KEYS},
+        version = data.get("schema_version")
+        if version not in SCHEMA_VERSIONS:
+            raise ModelLoadError(
+                f"model card schema_version {version!r} is not one this service reads "
+                f"({', '.join(map(str, SCHEMA_VERSIONS))})"
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelLoadError(f"model card is invalid: {err!r}") from err
-        if card.kind not in get_args(Kind) or card.modality not in ("cxr", "ct"):
-            raise ModelLoadError(f"model card has kind={card.kind!r} modality={card.modality!r}")
-        if card.labels != LABELS:
-            raise ModelLoadError(f"model card labels must be {list(LABELS)}, got {card.labels}")
-        return card
+        missing = [key for key in _REQUIRED[version] if key not in data]
+        if missing:
+            raise ModelLoadError(f"model card (schema {version}) lacks {', '.join(missing)}")
+        kind, modality = str(data["kind"]), data["modality"]
+        if not _KIND.fullmatch(kind) or kind == THRESHOLD:
+            raise ModelLoadError(f"model card kind {kind!r} is not a model kind")
+        if modality not in MODALITIES:
+            raise ModelLoadError(f"model card modality {modality!r} is not one of {MODALITIES}")
+        labels = tuple(data["labels"])
+        if labels != LABELS:
+            raise ModelLoadError(f"model card labels must be {list(LABELS)}, got {list(labels)}")
+        core = set(_REQUIRED[version]) | {"schema_version"}
+        return cls(
+            name=str(data["name"]),
+            version=str(data["version"]),
+            kind=kind,
+            modality=modality,
+            input=TensorSpec.from_dict(data["input"], "input"),
+            output=TensorSpec.from_dict(data["output"], "output"),
+            labels=labels,
+            preprocess=_params(PreprocessParams, data["preprocess"], "preprocess"),
+            postprocess=_params(PostprocessParams, data["postprocess"], "postprocess"),
+            sha256=str(data["sha256"]),
+            score_output=(
+                TensorSpec.from_dict(data["score_output"], "score_output") if version >= 2 else None
+            ),
+            decision=DecisionParams.from_dict(data["decision"]) if version >= 2 else None,
+            provenance={k: v for k, v in data.items() if k not in core},
+        )
 
     def write(self, directory: Path) -> Path:
         """Write ``model.json`` into ``directory`` (pretty-printed, stable key order)."""
@@ -101,19 +172,18 @@ class ModelCard:
         return path
 
 
-_CORE_KEYS = {
-    "schema_version",
-    "name",
-    "version",
-    "kind",
-    "modality",
-    "input",
-    "output",
-    "labels",
-    "preprocess",
-    "postprocess",
-    "sha256",
-}
+def _params(cls: Any, data: Any, key: str) -> Any:
+    """``cls.from_dict(data)`` with every field required (no service default stands in for a
+    training choice)."""
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"model card: {key} must be an object")
+    missing = [f.name for f in fields(cls) if f.name not in data]
+    if missing:
+        raise ModelLoadError(f"model card: {key} lacks {', '.join(missing)}")
+    try:
+        return cls.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ModelLoadError(f"model card: {key} is invalid: {err}") from err
 
 
 def sha256_of(path: Path) -> str:

@@ -10,17 +10,19 @@ import onnxruntime as ort
 
 from service.errors import ModelLoadError
 from service.imaging.types import Units
+from service.models.base import Prediction
 from service.models.card import ONNX_FILE, ModelCard, read_card, sha256_of
 from service.pipeline.preprocess import preprocess
+from service.pipeline.run import CHUNK_FRAMES
 
 log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PRECISIONS = ("auto", "fp32", "int8", "fp16")
-CPU_RUN = 16
-"""Most frames in one CPU run: a 256x256 U-Net needs ~7.5 MiB of activations per frame, so a
-multi-frame upload of hundreds of frames runs in pieces (~120 MiB) at the same speed."""
+CPU_RUN = CHUNK_FRAMES
+"""Most frames in one CPU run (bounded activations, as the pipeline's chunks), for callers
+that hand a whole series to ``infer`` at once."""
 
 
 def variant_file(card: ModelCard, precision: str) -> tuple[str, str]:
@@ -135,7 +137,9 @@ class OnnxBackend:
         self.provider: str = self.session.get_providers()[0]
         self._check_provider(providers)
         self._input = self.card.input.name
-        self._output = self.card.output.name
+        self._outputs = [self.card.output.name]
+        if self.card.score_output is not None:
+            self._outputs.append(self.card.score_output.name)
         self.max_batch = max_batch if self.provider == CUDA else 1
         log.info(
             "loaded %s %s (%s) on %s", self.info.name, self.info.version, precision, self.provider
@@ -166,8 +170,9 @@ class OnnxBackend:
         """Float ``(H, W)`` frame -> float32 ``(1, h, w)`` input at the card's size."""
         return preprocess(frame, units, self.card.preprocess)
 
-    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Run one batch of ``(1, h, w)`` inputs; returns float32 ``(2, h, w)`` per input.
+    def infer(self, inputs: list[np.ndarray]) -> list[Prediction]:
+        """Run one batch of ``(1, h, w)`` inputs; one Prediction each: float32 ``(2, h, w)``
+        probabilities and, with a decision head, the image-level score.
 
         On CUDA (``max_batch`` > 1) the batch is split into runs of at most ``max_batch``, each
         padded to its power-of-two bucket and run with IO binding; on the CPU into runs of at
@@ -180,20 +185,29 @@ class OnnxBackend:
         step = self.max_batch
         return [p for i in range(0, len(batch), step) for p in self._run_bound(batch[i : i + step])]
 
-    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+    def _run(self, batch: np.ndarray) -> list[Prediction]:
         """One plain run of a ``(n, 1, h, w)`` batch (CPU)."""
-        (probs,) = self.session.run([self._output], {self._input: batch})
-        return list(np.asarray(probs, dtype=np.float32))
+        outputs = self.session.run(self._outputs, {self._input: batch})
+        return _predictions(outputs, len(batch))
 
-    def _run_bound(self, batch: np.ndarray) -> list[np.ndarray]:
+    def _run_bound(self, batch: np.ndarray) -> list[Prediction]:
         """One ``(n, 1, h, w)`` batch padded to its bucket, output bound on the session's device."""
         n = len(batch)
         padded = bucket(n, self.max_batch)
         if padded > n:
             batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), np.float32)])
-        binding = self.session.io_binding()  # input copied once, output fetched once
+        binding = self.session.io_binding()  # input copied once, outputs fetched once
         binding.bind_cpu_input(self._input, batch)
-        binding.bind_output(self._output, "cuda" if self.provider == CUDA else "cpu")
+        for name in self._outputs:
+            binding.bind_output(name, "cuda" if self.provider == CUDA else "cpu")
         self.session.run_with_iobinding(binding)
-        probs = binding.copy_outputs_to_cpu()[0][:n]
-        return list(np.asarray(probs, dtype=np.float32))
+        return _predictions(binding.copy_outputs_to_cpu(), n)
+
+
+def _predictions(outputs: list[np.ndarray], n: int) -> list[Prediction]:
+    """The first ``n`` rows of a run's outputs (probabilities, then the score if any)."""
+    probs = np.asarray(outputs[0][:n], dtype=np.float32)
+    if len(outputs) == 1:
+        return [Prediction(probabilities=p) for p in probs]
+    scores = np.asarray(outputs[1][:n], dtype=np.float32).reshape(n, -1)[:, 0]
+    return [Prediction(probabilities=p, score=float(s)) for p, s in zip(probs, scores, strict=True)]

@@ -1,22 +1,27 @@
 """The model registry: every model under the models directory, loaded once.
 
 Layout: ``<models_dir>/<name>/<version>/{model.onnx,model.json}``. For each name the highest
-version is loaded. A model that fails to load is recorded with the reason instead of stopping the
+version is loaded. Models are found by the kind and modality their card declares (not by their
+folder name). A model that fails to load is recorded with the reason instead of stopping the
 service; requests for it fall back to the threshold segmenter (see ``Segmenter``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from service.errors import ModelLoadError
+from service.imaging.types import Modality
 from service.models.card import CARD_FILE
 from service.models.onnx_backend import OnnxBackend
 
 log = logging.getLogger(__name__)
+Key = tuple[str, str]
+"""``(kind, modality)`` as a card declares them."""
 
 
 def version_key(version: str) -> tuple[int | str, ...]:
@@ -36,6 +41,16 @@ def latest_versions(models_dir: Path) -> dict[str, Path]:
     return found
 
 
+def declared_key(directory: Path) -> Key | None:
+    """``(kind, modality)`` a card says, read loosely (for a model whose card failed to parse:
+    requests for it are then told why it is unavailable)."""
+    try:
+        data = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
+        return str(data["kind"]), str(data["modality"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _load(
     directory: Path, providers: list[str], threads: int, precision: str, **cuda: Any
 ) -> OnnxBackend:
@@ -50,10 +65,12 @@ def _load(
 
 @dataclass
 class ModelRegistry:
-    """Loaded ONNX backends by name (``unet-cxr`` ...) and the models that failed, with why."""
+    """Loaded ONNX backends by name (``unet-cxr`` ...), the models that failed with why, and
+    the index by the cards' ``(kind, modality)``."""
 
     models: dict[str, OnnxBackend] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    index: dict[Key, str] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -77,6 +94,9 @@ class ModelRegistry:
                 "models directory %s does not exist: only the threshold segmenter", models_dir
             )
         for name, directory in latest_versions(models_dir).items():
+            key = declared_key(directory)
+            if key is not None:
+                registry.index.setdefault(key, name)
             if not (directory / CARD_FILE).is_file():
                 registry.unavailable[name] = f"{directory.name}/{CARD_FILE} is missing"
                 continue
@@ -90,12 +110,27 @@ class ModelRegistry:
                     max_batch=max_batch,
                 )
             except ModelLoadError as err:
-                registry.unavailable[name] = str(err)
-                log.error("model %s unavailable: %s", name, err)
+                registry.mark_unavailable(name, str(err))
                 continue
-            registry.models[backend.info.name] = backend
+            registry.models[name] = backend
+            registry.index[(backend.info.kind, backend.info.modality)] = name
         return registry
 
-    def find(self, kind: str, modality: str) -> OnnxBackend | None:
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        """Take model ``name`` out of service (requests for it fall back), saying why."""
+        self.models.pop(name, None)
+        self.unavailable[name] = reason
+        log.error("model %s unavailable: %s", name, reason)
+
+    def find(self, kind: str, modality: Modality) -> OnnxBackend | None:
         """The loaded model of this kind and modality, if any."""
-        return self.models.get(f"{kind}-{modality}")
+        name = self.index.get((kind, modality))
+        return self.models.get(name) if name is not None else None
+
+    def name_for(self, kind: str, modality: Modality) -> str | None:
+        """The name of the model installed for this kind and modality (loaded or not)."""
+        return self.index.get((kind, modality))
+
+    def kinds(self) -> list[str]:
+        """Every model kind installed (loaded or unavailable), sorted."""
+        return sorted({kind for kind, _ in self.index})

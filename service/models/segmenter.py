@@ -1,105 +1,85 @@
 """``Segmenter``: the one entry class of the core (lungmask style).
 
-Built once (models loaded and execution providers chosen in ``__init__``), then
-``segment_bytes`` runs the whole request path: decode -> preprocess -> infer -> postprocess ->
-measure, timing each stage. Encoding (RLE/PNG) is left to the caller.
+Built once from a :class:`SegmenterConfig` (models loaded and execution providers chosen in
+``__init__``), then :meth:`Segmenter.segment_bytes` runs the whole request path: decode ->
+``service.pipeline.run`` (prepare -> infer -> masks -> measures) -> encode, timing each stage
+and holding the worker's limits on inferences and CPU stages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
-
-import numpy as np
+from typing import Any, Literal, TypeVar
 
 from service.cpus import usable_cores
 from service.errors import InvalidParameterError, ModelLoadError
 from service.imaging import decode
 from service.imaging.types import DecodedImage, Modality
-from service.models.base import Backend, ModelInfo
+from service.models.base import THRESHOLD, Backend
 from service.models.batching import MicroBatcher
+from service.models.gates import SharedThreads, StageClock, gate
 from service.models.onnx_backend import CUDA, choose_providers
 from service.models.registry import ModelRegistry
 from service.models.threshold import ThresholdBackend
-from service.pipeline.measure import InfectionStats, infection_stats, total_stats
-from service.pipeline.postprocess import Masks, to_masks
+from service.pipeline.measure import total_stats
+from service.pipeline.result import Encoded, FrameResult, Segmentation
+from service.pipeline.run import CHUNK_FRAMES, run
 
 log = logging.getLogger(__name__)
 
 ModalityChoice = Literal["auto", "cxr", "ct"]
-ModelChoice = Literal["unet", "cnn", "threshold"]
+Encoder = Callable[[Segmentation], Encoded]
 T = TypeVar("T")
 GPU_BATCH_WINDOW_MS = 2.0
 
 
 @dataclass(frozen=True)
-class FrameResult:
-    """Masks (bool ``(H, W)``) and areas of one frame."""
+class SegmenterConfig:
+    """How a ``Segmenter`` is built (``service.api.settings.Settings`` converts to this).
 
-    masks: Masks
-    stats: InfectionStats
+    Attributes:
+        models_dir: folder of ``<name>/<version>/{model.onnx,model.json}``; ``None`` serves the
+            threshold segmenter only.
+        providers: ``auto`` (CUDA when available, else CPU), ``cuda`` or ``cpu``.
+        precision: ONNX variant to serve: ``auto`` (accepted int8 on CPU / fp16 on CUDA, else
+            fp32), ``fp32``, ``int8`` or ``fp16``.
+        intra_op_threads: ONNX Runtime threads per inference (0 = its default).
+        max_pixels: largest accepted image (all frames), checked before decompression.
+        batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
+            window run as one batch (micro-batching); ``None``: ``GPU_BATCH_WINDOW_MS`` for the
+            models on CUDA, off on the CPU (where one image at a time is as fast). Models on
+            CUDA always run in their batcher's thread (window 0: no waiting).
+        max_batch: most images in one micro-batch (and in one GPU run).
+        max_inferences: inferences that may run at once (0 = no limit); with
+            ``intra_op_threads`` it keeps ONNX Runtime threads within the cores. Micro-batched
+            models are not gated (their batcher runs one batch at a time).
+        cpu_stages: decode/pre/postprocessing steps that may run at once (0 = no limit), so
+            that they neither oversubscribe the cores nor hold many decoded images in memory.
+            It is also the number of threads that decompress a JPEG 2000 DICOM frame, shared
+            among the uploads being decoded at that moment (one alone gets them all).
+        cuda_options: CUDA execution provider options (``None``: ``DEFAULT_CUDA_OPTIONS``).
+        chunk_frames: frames of a multi-frame upload processed together (bounded memory).
+        default_kind: the model kind asked for when a request names none; when it is not
+            installed requests fall back to the threshold segmenter (they are not refused).
+    """
 
-
-@dataclass(frozen=True)
-class Segmentation:
-    """The outcome of one request; ``fallback`` says why another model ran than was asked."""
-
-    modality: Modality
-    model: ModelInfo
-    provider: str
-    fallback: str | None
-    height: int
-    width: int
-    frames: list[FrameResult]
-    total: InfectionStats
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-class _Clock:
-    """Accumulates wall time per stage in milliseconds (waiting for a gate not counted)."""
-
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-        self._start = time.perf_counter()
-
-    def run(self, stage: str, fn: Callable[[], T], gate: AbstractContextManager[object]) -> T:
-        with gate:
-            begin = time.perf_counter()
-            result = fn()
-            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - begin) * 1000
-        return result
-
-    def total(self) -> dict[str, float]:
-        return {**self.ms, "total": (time.perf_counter() - self._start) * 1000}
-
-
-def _gate(limit: int) -> AbstractContextManager[object]:
-    """A semaphore admitting ``limit`` threads at once, or no gate for 0."""
-    return threading.BoundedSemaphore(limit) if limit > 0 else nullcontext()
-
-
-class _SharedThreads:
-    """``with shared as n``: a share of ``total`` threads, split among the holders at entry."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self._holders = 0
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> int:
-        with self._lock:
-            self._holders += 1
-            return max(1, self.total // self._holders)
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._holders -= 1
+    models_dir: Path | None
+    providers: str = "auto"
+    precision: str = "auto"
+    intra_op_threads: int = 0
+    max_pixels: int = 80_000_000
+    batch_window_ms: float | None = None
+    max_batch: int = 32
+    max_inferences: int = 0
+    cpu_stages: int = 0
+    cuda_options: dict[str, str] | None = None
+    chunk_frames: int = CHUNK_FRAMES
+    default_kind: str = "unet"
 
 
 def resolve_modality(image: DecodedImage, asked: ModalityChoice) -> Modality:
@@ -113,101 +93,81 @@ def resolve_modality(image: DecodedImage, asked: ModalityChoice) -> Modality:
     if image.modality is not None and image.modality != asked:
         raise InvalidParameterError(
             f"modality={asked} contradicts the DICOM Modality of this file "
-            f"({image.modality}); send modality=auto or omit it"
+            f"({image.modality}); send modality=auto or omit it",
+            "modality",
         )
     return asked
 
 
 class Segmenter:
-    """Loads the models once and segments decoded uploads.
+    """Loads the models once and segments uploads (see :class:`SegmenterConfig`)."""
 
-    Args:
-        models_dir: folder of ``<name>/<version>/{model.onnx,model.json}``; ``None`` serves the
-            threshold segmenter only.
-        providers: ``auto`` (CUDA when available, else CPU), ``cuda`` or ``cpu``.
-        intra_op_threads: ONNX Runtime threads per inference (0 = its default).
-        max_pixels: largest accepted image (all frames), checked before decompression.
-        batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
-            window run as one batch (micro-batching); ``None``: ``GPU_BATCH_WINDOW_MS`` for the
-            models on CUDA, off on the CPU (where one image at a time is as fast). Models on
-            CUDA always run in their batcher's thread (window 0: no waiting).
-        max_batch: most images in one micro-batch (and in one GPU run).
-        max_inferences: inferences that may run at once (0 = no limit); with
-            ``intra_op_threads`` it keeps ONNX Runtime threads within the cores. Micro-batched
-            models are not gated (their batcher runs one batch at a time).
-        cuda_options: CUDA execution provider options (``None``: ``DEFAULT_CUDA_OPTIONS``).
-        cpu_stages: decode/pre/postprocessing steps that may run at once (0 = no limit), so
-            that they neither oversubscribe the cores nor hold many decoded images in memory.
-            It is also the number of threads that decompress a JPEG 2000 DICOM frame, shared
-            among the uploads being decoded at that moment (one alone gets them all).
-        precision: ONNX variant to serve: ``auto`` (accepted int8 on CPU / fp16 on CUDA, else
-            fp32), ``fp32``, ``int8`` or ``fp16``.
-    """
-
-    def __init__(
-        self,
-        models_dir: Path | None,
-        providers: str = "auto",
-        intra_op_threads: int = 0,
-        max_pixels: int = 80_000_000,
-        batch_window_ms: float | None = None,
-        max_batch: int = 32,
-        precision: str = "auto",
-        max_inferences: int = 0,
-        cpu_stages: int = 0,
-        cuda_options: dict[str, str] | None = None,
-    ) -> None:
-        self.max_pixels = max_pixels
-        self._infer_gate = _gate(max_inferences)
-        self._cpu_gate = _gate(cpu_stages)
-        self._decode_threads = _SharedThreads(cpu_stages or usable_cores())
+    def __init__(self, config: SegmenterConfig) -> None:
+        self.config = config
+        self.max_pixels = config.max_pixels
+        self._infer_gate = gate(config.max_inferences)
+        self._cpu_gate = gate(config.cpu_stages)
+        self._decode_threads = SharedThreads(config.cpu_stages or usable_cores())
         self.registry = (
             ModelRegistry.load(
-                models_dir,
-                choose_providers(providers),
-                intra_op_threads,
-                precision,
-                cuda_options=cuda_options,
-                max_batch=max_batch,
+                config.models_dir,
+                choose_providers(config.providers),
+                config.intra_op_threads,
+                config.precision,
+                cuda_options=config.cuda_options,
+                max_batch=config.max_batch,
             )
-            if models_dir is not None
+            if config.models_dir is not None
             else ModelRegistry()
         )
         self.batched: dict[str, MicroBatcher] = {}
         for name, backend in list(self.registry.models.items()):
-            window = batch_window_ms
+            window = config.batch_window_ms
             if window is None:
                 window = GPU_BATCH_WINDOW_MS if backend.provider == CUDA else 0.0
             if window > 0 or backend.provider == CUDA:
                 try:
-                    self.batched[name] = MicroBatcher(backend, window, max_batch)
+                    self.batched[name] = MicroBatcher(backend, window, config.max_batch)
                 except ModelLoadError as err:  # e.g. out of GPU memory: falls back, reported
-                    del self.registry.models[name]
-                    self.registry.unavailable[name] = str(err)
-                    log.error("model %s unavailable: %s", name, err)
+                    self.registry.mark_unavailable(name, str(err))
         self.thresholds: dict[Modality, ThresholdBackend] = {
             "cxr": ThresholdBackend("cxr"),
             "ct": ThresholdBackend("ct"),
         }
 
-    def backend_for(self, kind: ModelChoice, modality: Modality) -> tuple[Backend, str | None]:
-        """The backend to run and, when it is not what was asked, why (the fallback reason)."""
-        if kind == "threshold":
-            return self.thresholds[modality], None
-        name = f"{kind}-{modality}"
-        found = self.registry.find(kind, modality)
-        if found is not None:
-            return self.batched.get(found.info.name, found), None
-        reason = self.registry.unavailable.get(name, "it is not installed")
-        return self.thresholds[modality], f"model {name} is unavailable ({reason}); ran threshold"
+    def model_kinds(self) -> list[str]:
+        """The values the ``model`` parameter accepts: the default kind, the other installed
+        kinds (loaded or not), and ``threshold``."""
+        default = self.config.default_kind
+        return [default, *(k for k in self.registry.kinds() if k != default), THRESHOLD]
 
-    def segment_bytes(
-        self, data: bytes, modality: ModalityChoice = "auto", model: ModelChoice = "unet"
-    ) -> Segmentation:
-        """Decode and segment an upload (DICOM, PNG or JPEG bytes); every frame is segmented."""
-        clock = _Clock()
-        image = clock.run("decode", lambda: self._decode(data), self._cpu_gate)
-        return self.segment_image(image, modality, model, clock)
+    def check_kind(self, kind: str) -> None:
+        """Raise InvalidParameterError (422) unless ``kind`` is one of :meth:`model_kinds`."""
+        if kind not in self.model_kinds():
+            raise InvalidParameterError(
+                f"model={kind!r} is not installed; choose one of {', '.join(self.model_kinds())}",
+                "model",
+            )
+
+    def backend_for(self, kind: str, modality: Modality) -> tuple[Backend[Any], str | None]:
+        """The backend to run and, when it is not what was asked, why (the fallback reason).
+
+        Raises:
+            InvalidParameterError: ``kind`` is not an installed model kind nor ``threshold``.
+        """
+        if kind == THRESHOLD:
+            return self.thresholds[modality], None
+        self.check_kind(kind)
+        name = self.registry.name_for(kind, modality)
+        if name is None:
+            return self.thresholds[
+                modality
+            ], f"model {kind} for {modality} is not installed; ran threshold"
+        found = self.registry.models.get(name)
+        if found is not None:
+            return self.batched.get(name, found), None
+        reason = self.registry.unavailable.get(name, "it is not loaded")
+        return self.thresholds[modality], f"model {name} is unavailable ({reason}); ran threshold"
 
     def decode(self, data: bytes) -> DecodedImage:
         """Decode an upload within the CPU-stage limit (``max_pixels`` applies), JPEG 2000
@@ -219,49 +179,78 @@ class Segmenter:
         with self._decode_threads as threads:
             return decode(data, max_pixels=self.max_pixels, threads=threads)
 
+    def segment_bytes(
+        self,
+        data: bytes,
+        modality: ModalityChoice = "auto",
+        model: str | None = None,
+        encoder: Encoder | None = None,
+    ) -> Segmentation:
+        """Decode and segment an upload (DICOM, PNG or JPEG bytes); every frame is segmented;
+        with ``encoder``, the result carries its encoding (timed as ``encode``)."""
+        clock = StageClock()
+        image = clock.run("decode", lambda: self._decode(data), self._cpu_gate)
+        return self.segment_image(image, modality, model, encoder, clock)
+
     def segment_image(
         self,
         image: DecodedImage,
         modality: ModalityChoice = "auto",
-        model: ModelChoice = "unet",
-        clock: _Clock | None = None,
+        model: str | None = None,
+        encoder: Encoder | None = None,
+        clock: StageClock | None = None,
     ) -> Segmentation:
-        """Segment an already decoded image (all frames, one batch)."""
-        clock = clock or _Clock()
+        """Segment an already decoded image (all frames); ``model`` None = the default kind."""
+        clock = clock or StageClock()
         resolved = resolve_modality(image, modality)
-        backend, fallback = self.backend_for(model, resolved)
-        inputs = clock.run(
-            "preprocess",
-            lambda: [backend.prepare(image.frame(i), image.units) for i in range(image.n_frames)],
-            self._cpu_gate,
-        )
-        gate = nullcontext() if isinstance(backend, MicroBatcher) else self._infer_gate
-        probs = clock.run("infer", lambda: backend.infer(inputs), gate)
-        frames = clock.run(
-            "postprocess",
-            lambda: [self._frame(p, i, backend, image) for i, p in enumerate(probs)],
-            self._cpu_gate,
-        )
-        return Segmentation(
+        backend, fallback = self.backend_for(model or self.config.default_kind, resolved)
+        frames = self.run(backend, image, clock)
+        result = Segmentation(
             modality=resolved,
             model=backend.info,
             provider=backend.provider,
+            precision=backend.precision,
             fallback=fallback,
             height=image.height,
             width=image.width,
             frames=frames,
             total=total_stats([f.stats for f in frames]),
-            timings_ms=clock.total(),
+            source=image.source,
+        )
+        if encoder is not None:
+            encoded = clock.run("encode", lambda: encoder(result), self._cpu_gate)
+            result = dataclasses.replace(result, encoded=encoded)
+        return dataclasses.replace(result, timings_ms=clock.total())
+
+    def run(
+        self,
+        backend: Backend[Any],
+        image: DecodedImage,
+        clock: StageClock | None = None,
+        keep_probabilities: bool = False,
+        frames: list[int] | None = None,
+    ) -> list[FrameResult]:
+        """``service.pipeline.run`` within this worker's limits: CPU stages and inferences
+        gated (a micro-batched model's batcher runs one batch at a time: not gated)."""
+        clock = clock or StageClock()
+        infer_gate = nullcontext() if isinstance(backend, MicroBatcher) else self._infer_gate
+
+        def stage(name: str, fn: Callable[[], T]) -> T:
+            within: AbstractContextManager[object] = (
+                infer_gate if name == "infer" else self._cpu_gate
+            )
+            return clock.run(name, fn, within)
+
+        return run(
+            backend,
+            image,
+            stage=stage,
+            frames=frames,
+            chunk=self.config.chunk_frames,
+            keep_probabilities=keep_probabilities,
         )
 
     def close(self) -> None:
         """Stop the micro-batching threads."""
         for batcher in self.batched.values():
             batcher.close()
-
-    @staticmethod
-    def _frame(probs: np.ndarray, index: int, backend: Backend, image: DecodedImage) -> FrameResult:
-        size = (image.height, image.width)
-        hu = image.frame(index) if image.units == "hu" else None
-        masks = to_masks(probs, size, backend.postprocess, hu)
-        return FrameResult(masks, infection_stats(masks.lung, masks.infection, image.spacing_mm))

@@ -40,7 +40,7 @@ def test_covid_qu_ex_zip_gives_results_split_by_covid(client, data_dir):
 
 def test_benchmark_equals_core_evaluate(client, data_dir):
     labelled = read_set(data_dir / QU_LAYOUT)
-    expected = summarise(evaluate(ThresholdBackend("cxr"), labelled.samples))
+    expected = summarise(evaluate(ThresholdBackend("cxr"), labelled.samples)).to_dict()
     run = run_zip(client, data_dir / QU_LAYOUT, "wrapped/", models=["threshold"]).json()
     got = run["results"]["entries"][0]["summary"]
     for group in ("all", "covid", "non_covid"):

@@ -9,10 +9,11 @@ import tempfile
 import cv2
 import numpy as np
 import pytest
-from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
-from service.api.limits import guarded_receive
-from service.perf.load import multipart_body
+from bench.load import multipart_body
+from service.api.uploads import UploadLimits, read_upload
+from service.errors import InputTooLargeError, UploadTimeoutError
 from tests.api.test_errors import assert_problem
 
 
@@ -81,42 +82,31 @@ def _script(*messages: dict):
     return receive
 
 
-async def _read_twice(receive) -> None:
-    await receive()
-    await receive()
+def _read(receive, limit: int = 100, idle: float = 1.0) -> bytes:
+    """``read_upload`` of a raw application/dicom body arriving through ``receive``."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/segment",
+        "headers": [(b"content-type", b"application/dicom")],
+    }
+    request = Request(scope, receive)
+    return asyncio.run(read_upload(request, UploadLimits(limit, idle))).data
 
 
 def test_a_stalled_upload_is_refused_with_408():
-    receive = guarded_receive(
-        _script({"type": "http.request", "body": b"abc", "more_body": True}), 100, 0.05
-    )
-    with pytest.raises(HTTPException) as stalled:
-        asyncio.run(_read_twice(receive))
-    assert stalled.value.status_code == 408
-    assert "no data for 0.05 s" in stalled.value.detail
+    receive = _script({"type": "http.request", "body": b"abc", "more_body": True})
+    with pytest.raises(UploadTimeoutError, match=r"no data for 0\.05 s"):
+        _read(receive, idle=0.05)
 
 
 def test_streamed_bytes_past_the_limit_are_refused_with_413():
     chunk = {"type": "http.request", "body": b"x" * 60, "more_body": True}
-    receive = guarded_receive(_script(chunk, chunk), 100, 1.0)
-    with pytest.raises(HTTPException) as too_large:
-        asyncio.run(_read_twice(receive))
-    assert too_large.value.status_code == 413
+    with pytest.raises(InputTooLargeError):
+        _read(_script(chunk, chunk))
 
 
-def test_no_deadline_once_the_body_is_complete():
-    async def late_disconnect() -> dict:
-        await asyncio.sleep(0.1)
-        return {"type": "http.disconnect"}
-
-    messages = [{"type": "http.request", "body": b"abc", "more_body": False}]
-
-    async def receive() -> dict:
-        return messages.pop(0) if messages else await late_disconnect()
-
-    guarded = guarded_receive(receive, 100, 0.01)
-
-    async def read_all() -> list[str]:
-        return [(await guarded())["type"], (await guarded())["type"]]
-
-    assert asyncio.run(read_all()) == ["http.request", "http.disconnect"]
+def test_a_raw_dicom_body_is_an_upload():
+    first = {"type": "http.request", "body": b"DICM", "more_body": True}
+    last = {"type": "http.request", "body": b"data", "more_body": False}
+    assert _read(_script(first, last), idle=0.01) == b"DICMdata"

@@ -7,7 +7,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from service.perf.serve import running_service
+from bench.serve import running_service
 
 REQUESTS = 24
 

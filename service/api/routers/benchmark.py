@@ -1,4 +1,5 @@
-"""Benchmarks: score models on a labelled set (zip upload or a server-side set by name)."""
+"""Benchmarks: score models on a labelled set (zip upload or a server-side set by name), the
+stored runs, and their history for the dashboard."""
 
 from __future__ import annotations
 
@@ -7,19 +8,33 @@ import shutil
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import RunnerDep, SettingsDep, read_upload
-from service.api.schemas import BenchmarkJob, BenchmarkList
+from service.api.deps import RunnerDep, SegmenterDep, SettingsDep, ZipUpload
+from service.api.errors import problems
+from service.api.schemas import BenchmarkJob, BenchmarkList, History, HistoryRun
 from service.api.settings import Settings
 from service.benchmark.archive import extract_zip, find_set_root
+from service.benchmark.table import history
 from service.datasets import LabelledSet, read_set
 from service.errors import InvalidInputError, LungsegError, NotFoundError
-from service.models.segmenter import ModelChoice
 
 router = APIRouter(prefix="/v1/benchmark", tags=["benchmark"])
-ALL_MODELS: list[ModelChoice] = ["unet", "cnn", "threshold"]
+ZIP_BODY = {
+    "requestBody": {
+        "required": False,
+        "description": "a labelled set as a zip (multipart field `file`), unless set_name is given",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
 
 
 def _open_zip(data: bytes, name: str, settings: Settings) -> tuple[LabelledSet, Path]:
@@ -39,37 +54,37 @@ def _server_set(name: str, settings: Settings) -> LabelledSet:
     return read_set(path, name=name)
 
 
-BUSY = {
-    "description": "LUNGSEG_BENCHMARK_MAX_PENDING runs queued or running: retry after Retry-After",
-    "content": {"application/problem+json": {}},
-}
-
-
 @router.post(
     "",
     response_model=BenchmarkJob,
     status_code=200,
-    responses={202: {"model": BenchmarkJob}, 503: BUSY},
+    responses={202: {"model": BenchmarkJob}, **problems(400, 404, 408, 413, 422, 503)},
+    openapi_extra=ZIP_BODY,
 )
 async def start_benchmark(
     response: Response,
     runner: RunnerDep,
+    segmenter: SegmenterDep,
     settings: SettingsDep,
-    file: UploadFile | None = None,
+    upload: ZipUpload,
     set_name: Annotated[str | None, Query(description="a server-side set instead of a zip")] = None,
-    models: Annotated[list[ModelChoice], Query(description="models to compare")] = ALL_MODELS,
+    models: Annotated[
+        list[str] | None, Query(description="model kinds to compare (default: every installed)")
+    ] = None,
 ) -> BenchmarkJob:
     """Compare models on a labelled set: 200 with results for small sets, else 202 + a job id."""
-    if (file is None) == (set_name is None):
+    if (upload is None) == (set_name is None):
         raise InvalidInputError("send either a zip as the `file` field or `set_name`, not both")
+    kinds = list(dict.fromkeys(models or segmenter.model_kinds()))
+    for kind in kinds:
+        segmenter.check_kind(kind)
     cleanup = None
-    if file is not None:
-        data = await read_upload(file, settings.benchmark_max_zip_bytes)
-        name = Path(file.filename or "upload.zip").stem
-        labelled, cleanup = await run_in_threadpool(_open_zip, data, name, settings)
+    if upload is not None:
+        name = Path(upload.filename or "upload.zip").stem
+        labelled, cleanup = await run_in_threadpool(_open_zip, upload.data, name, settings)
     else:
         labelled = await run_in_threadpool(_server_set, str(set_name), settings)
-    record, future = runner.submit(labelled, list(dict.fromkeys(models)), cleanup)
+    record, future = runner.submit(labelled, kinds, cleanup)
     if len(labelled.samples) > settings.benchmark_sync_max_images:
         response.status_code = 202
         response.headers["Location"] = f"/v1/benchmark/{record['id']}"
@@ -78,7 +93,7 @@ async def start_benchmark(
     return BenchmarkJob(**(runner.store.get(record["id"]) or record))
 
 
-@router.get("", response_model=BenchmarkList)
+@router.get("", response_model=BenchmarkList, responses=problems(422))
 def list_benchmarks(
     runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> BenchmarkList:
@@ -92,9 +107,16 @@ def list_sets(settings: SettingsDep) -> list[str]:
     return sorted(settings.benchmark_sets)
 
 
-@router.get(
-    "/{run_id}", response_model=BenchmarkJob, responses={404: {"description": "unknown id"}}
-)
+@router.get("/history", response_model=History, responses=problems(422))
+async def benchmark_history(
+    runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> History:
+    """Summary numbers of the newest ``limit`` runs, oldest first, for charts over time."""
+    records = await run_in_threadpool(runner.store.list, limit, True)
+    return History(runs=[HistoryRun(**point) for point in history(records)])
+
+
+@router.get("/{run_id}", response_model=BenchmarkJob, responses=problems(404))
 def get_benchmark(run_id: str, runner: RunnerDep) -> BenchmarkJob:
     """Status of a run and, once done, its results."""
     record = runner.store.get(run_id)

@@ -8,31 +8,37 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import SegmenterDep, SettingsDep, read_upload
-from service.api.routers.segment import PROBLEMS
+from service.api.deps import ImageUpload, SegmenterDep, admitted
+from service.api.errors import problems
+from service.api.uploads import IMAGE_BODY
+from service.encoders.display import LUNG_WINDOW, render_png
 from service.models.segmenter import Segmenter
 from service.pipeline.params import CtWindow
-from service.report.display import LUNG_WINDOW, display_frame, png_bytes
 
 router = APIRouter(prefix="/v1", tags=["render"])
-RESPONSES: dict[int | str, dict[str, Any]] = {code: spec for code, spec in PROBLEMS.items()}
-RESPONSES[200] = {"content": {"image/png": {}}, "description": "8-bit grayscale PNG"}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "8-bit grayscale PNG"},
+    **problems(400, 408, 413, 415, 422, 503),
+}
 
 
-def render_png(segmenter: Segmenter, data: bytes, window: CtWindow) -> bytes:
-    """Decode ``data`` (as ``/v1/segment`` does) and encode its first frame, windowed when in
-    HU, as a grayscale PNG."""
-    return png_bytes(display_frame(segmenter.decode(data), window))
+def _render(segmenter: Segmenter, data: bytes, window: CtWindow) -> bytes:
+    return render_png(segmenter.decode(data), window)
 
 
-@router.post("/render", response_class=Response, responses=RESPONSES)
+@router.post(
+    "/render",
+    response_class=Response,
+    dependencies=[Depends(admitted)],
+    responses=RESPONSES,
+    openapi_extra=IMAGE_BODY,
+)
 async def render(
-    file: UploadFile,
+    data: ImageUpload,
     segmenter: SegmenterDep,
-    settings: SettingsDep,
     window_level: Annotated[float, Query(description="CT window centre, HU")] = LUNG_WINDOW.level,
     window_width: Annotated[float, Query(gt=0, description="CT window, HU")] = LUNG_WINDOW.width,
 ) -> Response:
@@ -40,7 +46,6 @@ async def render(
 
     CT in Hounsfield units is shown through the window given (a lung window by default).
     """
-    data = await read_upload(file, settings.max_upload_bytes)
     window = CtWindow(level=window_level, width=window_width)
-    png = await run_in_threadpool(render_png, segmenter, data, window)
+    png = await run_in_threadpool(_render, segmenter, data, window)
     return Response(content=png, media_type="image/png")

@@ -2,99 +2,98 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
-import numpy as np
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import MetricsDep, SegmenterDep, SettingsDep, read_upload
+from service.api.deps import ImageUpload, MetricsDep, SegmenterDep, admitted
+from service.api.errors import problems
 from service.api.schemas import FrameResult, MaskSet, ModelRef, Rle, SegmentResponse, Timings
-from service.models.segmenter import ModalityChoice, ModelChoice, Segmentation, Segmenter
-from service.pipeline.encode import encode_mask
-from service.pipeline.postprocess import Masks
+from service.api.uploads import IMAGE_BODY
+from service.encoders import ENCODERS, encoder_for
+from service.models.segmenter import ModalityChoice
+from service.pipeline.result import EncodedMasks, Segmentation
 
 router = APIRouter(prefix="/v1", tags=["segment"])
-Format = Literal["rle", "png"]
-PROBLEMS = {
-    s: {"description": d, "content": {"application/problem+json": {}}}
-    for s, d in [
-        (400, "empty upload or malformed request"),
-        (408, "the upload stopped sending data (LUNGSEG_UPLOAD_TIMEOUT_S)"),
-        (413, "upload or image too large"),
-        (415, "unsupported or undecodable file"),
-        (422, "invalid parameter value"),
-        (503, "at capacity: retry after Retry-After seconds"),
-    ]
-}
+MODEL_HELP = "model kind: unet, cnn or threshold (GET /v1/models lists what is installed)"
 
 
-def _encode(mask: np.ndarray, fmt: Format) -> Rle | str:
-    encoded = encode_mask(mask, fmt)
-    return encoded if isinstance(encoded, str) else Rle(**encoded)
+def _mask(value: Any) -> Rle | str:
+    return value if isinstance(value, str) else Rle(size=value["size"], counts=value["counts"])
 
 
-def _masks(masks: Masks, fmt: Format) -> MaskSet:
-    return MaskSet(lung=_encode(masks.lung, fmt), infection=_encode(masks.infection, fmt))
-
-
-def to_response(result: Segmentation, fmt: Format) -> SegmentResponse:
-    """Translate the core's result to the wire format, timing the encoding."""
-    start = time.perf_counter()
+def segment_response(result: Segmentation) -> SegmentResponse:
+    """The core's result (masks encoded as JSON values) as the wire schema."""
+    encoded = result.encoded
+    if not isinstance(encoded, EncodedMasks):
+        raise TypeError("segment_response needs masks encoded for JSON (rle or png)")
     frames = [
-        FrameResult(index=i, masks=_masks(f.masks, fmt), **vars(f.stats))
-        for i, f in enumerate(result.frames)
+        FrameResult(
+            index=i,
+            masks=MaskSet(lung=_mask(e["lung"]), infection=_mask(e["infection"])),
+            lung_area_px=f.stats.lung_area_px,
+            infection_area_px=f.stats.infection_area_px,
+            infection_percent=f.stats.infection_percent,
+            lung_area_mm2=f.stats.lung_area_mm2,
+            infection_area_mm2=f.stats.infection_area_mm2,
+        )
+        for i, (f, e) in enumerate(zip(result.frames, encoded.frames, strict=True))
     ]
     single = len(frames) == 1
-    timings = dict(result.timings_ms)
-    timings["encode"] = (time.perf_counter() - start) * 1000
-    timings["total"] += timings["encode"]
+    total = result.total
     return SegmentResponse(
         modality=result.modality,
-        model=ModelRef(**vars(result.model) | {"provider": result.provider}),
+        model=ModelRef(
+            name=result.model.name,
+            version=result.model.version,
+            kind=result.model.kind,
+            provider=result.provider,
+        ),
         fallback=result.fallback,
         height=result.height,
         width=result.width,
         n_frames=len(frames),
-        format=fmt,
+        format=encoded.format,
         masks=frames[0].masks if single else None,
         frames=None if single else frames,
-        timings_ms=Timings(**timings),
-        **vars(result.total),
+        timings_ms=Timings(**result.timings_ms),
+        lung_area_px=total.lung_area_px,
+        infection_area_px=total.infection_area_px,
+        infection_percent=total.infection_percent,
+        lung_area_mm2=total.lung_area_mm2,
+        infection_area_mm2=total.infection_area_mm2,
     )
 
 
-def segment_and_encode(
-    segmenter: Segmenter, data: bytes, modality: ModalityChoice, model: ModelChoice, fmt: Format
-) -> tuple[Segmentation, SegmentResponse]:
-    result = segmenter.segment_bytes(data, modality, model)
-    return result, to_response(result, fmt)
-
-
-@router.post("/segment", response_model=SegmentResponse, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.post(
+    "/segment",
+    response_model=SegmentResponse,
+    dependencies=[Depends(admitted)],
+    responses=problems(400, 408, 413, 415, 422, 503),
+    openapi_extra=IMAGE_BODY,
+)
 async def segment(
     request: Request,
-    file: UploadFile,
+    data: ImageUpload,
     segmenter: SegmenterDep,
     metrics: MetricsDep,
-    settings: SettingsDep,
     modality: Annotated[
         ModalityChoice, Query(description="auto: DICOM tag; PNG/JPEG = cxr")
     ] = "auto",
-    model: Annotated[ModelChoice, Query(description="network to run")] = "unet",
-    format: Annotated[Format, Query(description="mask encoding")] = "rle",
+    model: Annotated[str | None, Query(description=MODEL_HELP)] = None,
+    format: Annotated[
+        str, Query(description="mask encoding", json_schema_extra={"enum": list(ENCODERS)})
+    ] = "rle",
 ) -> SegmentResponse:
     """Segment the lungs and COVID-19 infection of one image (all frames of a multi-frame DICOM).
 
     Masks come back in the input's own size and stored pixel order. Not a medical device.
     """
-    data = await read_upload(file, settings.max_upload_bytes)
-    result, response = await run_in_threadpool(
-        segment_and_encode, segmenter, data, modality, model, format
-    )
+    encoder = encoder_for(format)
+    result = await run_in_threadpool(segmenter.segment_bytes, data, modality, model, encoder)
     request.state.model = result.model.name
     metrics.inference.labels(result.model.name, result.provider).observe(
         result.timings_ms["infer"] / 1000
     )
-    return response
+    return segment_response(result)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from report.gallery import GalleryCase
 from service import NOT_A_MEDICAL_DEVICE, __version__
-from service.report.gallery import GalleryCase
 
 STYLE = """
 body { font-family: system-ui, "DejaVu Sans", sans-serif; color: #1b1f24; max-width: 1200px;
@@ -160,6 +160,6 @@ def page(run: dict[str, Any], rows: list[dict[str, Any]], figures: Figures) -> s
 <h2>Gallery</h2>
 {_gallery(figures.gallery, rows[0]["label"] if rows else "the first model")}
 <p><small>Generated {generated} by lungseg {escape(__version__)}
-(python -m service.report).</small></p>
+(python -m report).</small></p>
 </body></html>
 """

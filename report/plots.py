@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from service.report.tables import GROUPS, STRUCTURES, dice_values
+from service.benchmark.table import GROUPS, STRUCTURES, dice_values
 
 GROUP_COLOURS = {"covid": "#c2410c", "non_covid": "#1d6fb8"}
 STRUCTURE_COLOURS = {"lung": "#2f7fd0", "infection": "#f28e1c"}

@@ -1,4 +1,4 @@
-"""``python -m service.perf`` (``make bench``): measure and print; write JSON and history."""
+"""``python -m bench`` (``make bench``): measure and print; write JSON and history."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from typing import Any
 
 import onnxruntime as ort
 
-from service.api.settings import REPO_ROOT
+from bench.load import multipart_request, run_load_procs
+from bench.report import print_report
+from bench.serve import running_service
+from bench.studies import default_studies, measure_study
 from service.cpus import usable_cores
 from service.models.registry import latest_versions
-from service.perf.load import multipart_request, run_load_procs
-from service.perf.report import print_report
-from service.perf.serve import running_service
-from service.perf.studies import default_studies, measure_study
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("lungseg.perf")
 DEFAULT_IMAGE = REPO_ROOT / "tests" / "fixtures" / "cxr_covid_1902.png"
@@ -36,7 +37,7 @@ def cpu_name() -> str:
 
 
 def _raw(directory: Path, file: str, seconds: float, threads: int, *extra: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "service.perf.raw", str(directory), "--file", file]
+    cmd = [sys.executable, "-m", "bench.raw", str(directory), "--file", file]
     cmd += ["--seconds", str(seconds), "--threads", str(threads), *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out))
@@ -90,7 +91,7 @@ def cuda_raw_runs(models: Path, seconds: float, batches: list[int]) -> list[dict
 
 
 def inproc_runs(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, Any]]:
-    """The service's path without HTTP (``service.perf.inproc``) at each concurrency; on CUDA
+    """The service's path without HTTP (``bench.inproc``) at each concurrency; on CUDA
     also with cuDNN's exhaustive search at the highest, to show what a batch-shape change costs."""
     runs = [(c, env) for c in args.concurrency]
     if args.provider == "cuda":
@@ -98,7 +99,7 @@ def inproc_runs(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str,
         runs.append((max(args.concurrency), {**env, "LUNGSEG_CUDA_OPTIONS": exhaustive}))
     results = []
     for clients, run_env in runs:
-        cmd = [sys.executable, "-m", "service.perf.inproc", "--image", str(args.image)]
+        cmd = [sys.executable, "-m", "bench.inproc", "--image", str(args.image)]
         cmd += ["--clients", str(clients), "--seconds", str(args.raw_seconds), "--env"]
         cmd += [f"{k}={v}" for k, v in run_env.items()]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

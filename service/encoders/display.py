@@ -1,4 +1,4 @@
-"""How an image is shown to a person: the viewer's ``POST /v1/render`` and the report's gallery.
+"""How an image is shown to a person: ``POST /v1/render`` (the viewer) and the offline report.
 
 The decoded first frame in its stored pixel order and size (so masks line up), as 8-bit gray:
 radiographs as decoded (VOI window applied), CT in Hounsfield units through a display window.
@@ -6,9 +6,9 @@ radiographs as decoded (VOI window applied), CT in Hounsfield units through a di
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from service.encoders.png import png_bytes
 from service.imaging.types import DecodedImage
 from service.pipeline.params import CtWindow, PreprocessParams
 from service.pipeline.preprocess import to_display
@@ -23,9 +23,7 @@ def display_frame(image: DecodedImage, window: CtWindow = LUNG_WINDOW) -> np.nda
     return np.round(shown * 255.0).astype(np.uint8)
 
 
-def png_bytes(gray: np.ndarray) -> bytes:
-    """Encode a uint8 ``(H, W)`` array as PNG."""
-    ok, buffer = cv2.imencode(".png", gray)
-    if not ok:
-        raise ValueError("OpenCV could not encode the image as PNG")
-    return buffer.tobytes()
+
+def render_png(image: DecodedImage, window: CtWindow = LUNG_WINDOW) -> bytes:
+    """The first frame as displayed (see :func:`display_frame`), as PNG bytes."""
+    return png_bytes(display_frame(image, window))

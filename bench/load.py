@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.perf.raw import percentiles
+from bench.raw import percentiles
 
 
 def multipart_body(filename: str, payload: bytes) -> tuple[str, bytes]:

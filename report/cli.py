@@ -1,6 +1,6 @@
-"""``python -m service.report``: a static HTML report of one benchmark run.
+"""``python -m report``: a static HTML report of one benchmark run.
 
-    python -m service.report --run RUN --set DIR --out DIR [--database-url URL] [--models DIR]
+    python -m report --run RUN --set DIR --out DIR [--database-url URL] [--models DIR]
 
 ``RUN`` is a JSON file (the body of ``GET /v1/benchmark/{id}``, or its ``results`` alone), or a
 run id, or ``latest`` (the newest finished run) in the results database. ``--set`` is the
@@ -16,14 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from report import plots
+from report.gallery import build_gallery
+from report.html import Figures, page
 from service.benchmark.store import RunStore
+from service.benchmark.table import history, seed_rows
 from service.datasets import read_set
 from service.errors import LungsegError
-from service.models.segmenter import Segmenter
-from service.report import plots
-from service.report.gallery import build_gallery
-from service.report.html import Figures, page
-from service.report.tables import history, seed_rows
+from service.models.segmenter import Segmenter, SegmenterConfig
 
 log = logging.getLogger("lungseg.report")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ class ReportError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m report", description=__doc__)
     parser.add_argument("--run", required=True, help="run JSON file, run id, or 'latest'")
     parser.add_argument("--set", required=True, type=Path, help="the run's labelled set folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -92,7 +92,7 @@ def build(args: argparse.Namespace) -> Path:
     rows = seed_rows(results)
     set_name = record.get("set_name") or results.get("set", "")
     history_png = plots.history(history(runs), set_name, out / "history.png")
-    segmenter = Segmenter(args.models if args.models.is_dir() else None)
+    segmenter = Segmenter(SegmenterConfig(args.models if args.models.is_dir() else None))
     figures = Figures(
         metrics=plots.metrics_bars(rows, out / "metrics.png").name,
         dice=plots.dice_distributions(results, rows, out / "dice.png").name,

@@ -1,6 +1,6 @@
 """Raw ONNX Runtime throughput of one model file, in a process of its own (for its peak RSS).
 
-``python -m service.perf.raw <model dir> [--file F] [--seconds S] [--batch B] [--threads T]
+``python -m bench.raw <model dir> [--file F] [--seconds S] [--batch B] [--threads T]
 [--provider cpu|cuda] [--cuda-option K=V ...]`` prints one JSON object: img/s,
 latency percentiles (ms) and the process's peak RSS (MiB).
 

@@ -1,6 +1,6 @@
 """The service's request path without HTTP: ``Segmenter.segment_image`` from N threads.
 
-``python -m service.perf.inproc --image F --clients N [--seconds S] [--env KEY=VALUE ...]``
+``python -m bench.inproc --image F --clients N [--seconds S] [--env KEY=VALUE ...]``
 builds the Segmenter a worker would build from the ``LUNGSEG_`` settings (``--env`` adds to
 them), decodes the image once and has ``N`` threads segment it back to back for ``S`` seconds.
 It prints one JSON object: req/s, latency percentiles (ms), the median of each stage and, for a
@@ -18,13 +18,18 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.raw import percentiles
+from service.cpus import WorkerShare
 from service.imaging import decode
-from service.perf.raw import percentiles
+from service.models.segmenter import Segmenter, SegmenterConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _client(
@@ -37,13 +42,32 @@ def _client(
         stages.append(result.timings_ms)
 
 
+def config_from_env(env: Mapping[str, str]) -> SegmenterConfig:
+    """The ``SegmenterConfig`` a single worker builds from these LUNGSEG_* variables (the ones
+    that shape the inference path; the rest keep the service's defaults)."""
+    share = WorkerShare.of(
+        1, int(env.get("LUNGSEG_MAX_IN_FLIGHT", 0)), 0, int(env.get("LUNGSEG_INTRA_OP_THREADS", 0))
+    )
+    window = env.get("LUNGSEG_BATCH_WINDOW_MS")
+    cuda = env.get("LUNGSEG_CUDA_OPTIONS")
+    return SegmenterConfig(
+        models_dir=Path(env.get("LUNGSEG_MODELS_DIR", REPO_ROOT / "models")),
+        providers=env.get("LUNGSEG_PROVIDERS", "auto"),
+        precision=env.get("LUNGSEG_PRECISION", "auto"),
+        intra_op_threads=share.threads_per_inference,
+        batch_window_ms=float(window) if window else None,
+        max_batch=int(env.get("LUNGSEG_MAX_BATCH", 32)),
+        max_inferences=share.in_flight,
+        cpu_stages=share.cores,
+        cuda_options=json.loads(cuda) if cuda else None,
+    )
+
+
 def measure(image_path: Path, clients: int, seconds: float) -> dict[str, Any]:
     """Run ``clients`` threads for ``seconds`` (after one warm-up call each) and summarise."""
-    from service.api.settings import Settings, build_segmenter  # after --env is applied
-
-    settings = Settings()
-    segmenter = build_segmenter(settings)
-    image = decode(image_path.read_bytes(), max_pixels=settings.max_pixels)
+    config = config_from_env(os.environ)
+    segmenter = Segmenter(config)
+    image = decode(image_path.read_bytes(), max_pixels=config.max_pixels)
     first = segmenter.segment_image(image)
     batcher = segmenter.batched.get(first.model.name)
     if batcher is not None:

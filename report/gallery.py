@@ -18,9 +18,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from service.datasets import Sample, load_image, load_mask
+from service.encoders.display import display_frame
 from service.models.segmenter import Segmenter
 from service.pipeline.metrics import dice
-from service.report.display import display_frame
 
 LUNG_COLOUR = "#2f7fd0"
 INFECTION_COLOUR = "#f28e1c"
@@ -106,7 +106,7 @@ def render_case(sample: Sample, models: list[str], segmenter: Segmenter, path: P
     captions = ["reference (expert masks)"]
     panels = [_shrink(gray, lung_ref, inf_ref)]
     for kind in models:
-        seg = segmenter.segment_image(image, sample.modality, kind)  # type: ignore[arg-type]
+        seg = segmenter.segment_image(image, sample.modality, kind)
         masks = seg.frames[0].masks
         fallback = f" (asked {kind}: fallback)" if seg.fallback else ""
         captions.append(

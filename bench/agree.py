@@ -1,4 +1,4 @@
-"""Do the execution providers and variants give the same masks? (``python -m service.perf.agree``)
+"""Do the execution providers and variants give the same masks? (``python -m bench.agree``)
 
 Two steps, because the labelled sets and the GPU are seldom on the same machine:
 
@@ -22,13 +22,15 @@ import numpy as np
 import onnxruntime as ort
 
 from export.samples import split_samples
-from service.api.settings import REPO_ROOT
 from service.datasets import load_image
-from service.imaging.types import Units
+from service.imaging.types import DecodedImage, Units
 from service.models.onnx_backend import CPU, CUDA, OnnxBackend
 from service.models.registry import latest_versions
 from service.pipeline.metrics import pooled_dice
-from service.pipeline.postprocess import Masks, to_masks
+from service.pipeline.postprocess import Masks
+from service.pipeline.run import run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("lungseg.perf")
 
@@ -57,14 +59,9 @@ def _fit(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _masks(backend: OnnxBackend, frames: np.ndarray, units: Units, batch: int) -> list[Masks]:
-    out: list[Masks] = []
-    for start in range(0, len(frames), batch):
-        chunk = frames[start : start + batch]
-        probs = backend.infer([backend.prepare(f, units) for f in chunk])
-        for frame, p in zip(chunk, probs, strict=True):
-            hu = frame if units == "hu" else None
-            out.append(to_masks(p, (frame.shape[0], frame.shape[1]), backend.postprocess, hu))
-    return out
+    """The service's masks of every frame (``pipeline.run`` in runs of ``batch`` frames)."""
+    image = DecodedImage(pixels=frames, units=units, modality=None, source_format="png")
+    return [f.masks for f in run(backend, image, chunk=batch)]
 
 
 def candidates() -> list[tuple[str, str]]:

@@ -1,8 +1,10 @@
-"""Numbers of a stored benchmark run, as the dashboard and the report show them.
+"""Tables of benchmark results: the one place that reads numbers out of a summary.
 
-Plain Python over the results that :func:`service.benchmark.jobs.score_models` stores (no
-plotting here: the service imports this module, and the service never imports matplotlib).
+Plain Python over summaries as :func:`service.benchmark.evaluate.summarise` makes them (as
+dicts: stored runs and model cards hold them as JSON); used by the CLI, the dashboard's
+history, the offline report and the model-card table of the export (no plotting here).
 
+* :func:`text_table`: aligned plain-text or Markdown tables of string cells;
 * the seed's table: pixel accuracy, loss and Dice (DSC) per model and modality, lung and
   infection (the ``all`` summary means);
 * per-image Dice values per model, split COVID-19 / non-COVID (for box and strip plots);
@@ -26,9 +28,38 @@ def entry_label(entry: dict[str, Any]) -> str:
     return ran
 
 
-def _mean(summary: dict[str, Any], structure: str, metric: str) -> float | None:
+def mean(summary: dict[str, Any], structure: str, metric: str) -> float | None:
+    """The mean of ``metric`` for ``structure`` in one group summary (``None`` if undefined)."""
     value = summary.get(structure, {}).get(metric, {}).get("mean")
     return None if value is None else float(value)
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """``0.969`` or ``-`` for an undefined value."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def mean_std(stat: dict[str, Any]) -> str:
+    """``0.969±0.027`` or ``-``."""
+    if stat["mean"] is None:
+        return "-"
+    return f"{stat['mean']:.3f}±{stat['std']:.3f}"
+
+
+def text_table(header: tuple[str, ...], lines: list[tuple[str, ...]], markdown: bool = False) -> str:
+    """An aligned plain-text table, or a Markdown one."""
+    if markdown:
+        rows = [header, tuple("---" for _ in header), *lines]
+        return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+    everything = [header, *lines]
+    widths = [max(len(line[i]) for line in everything) for i in range(len(header))]
+    return (
+        "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+            for line in everything
+        )
+        + "\n"
+    )
 
 
 def _ms_per_image(entry: dict[str, Any]) -> float | None:
@@ -56,7 +87,7 @@ def seed_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for structure in STRUCTURES:
             for metric in SEED_METRICS:
-                row[f"{structure}_{metric}"] = _mean(summary, structure, metric)
+                row[f"{structure}_{metric}"] = mean(summary, structure, metric)
             row[f"{structure}_n"] = summary[structure]["dice"]["n"]
         rows.append(row)
     return rows
@@ -99,8 +130,8 @@ def history(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "model": e["model"]["name"],
                         "modality": e["modality"],
                         "fallback": e.get("fallback"),
-                        "lung_dice": _mean(e["summary"]["all"], "lung", "dice"),
-                        "infection_dice": _mean(e["summary"]["all"], "infection", "dice"),
+                        "lung_dice": mean(e["summary"]["all"], "lung", "dice"),
+                        "infection_dice": mean(e["summary"]["all"], "infection", "dice"),
                         "ms_per_image": _ms_per_image(e),
                     }
                     for e in results.get("entries", [])
@@ -108,3 +139,50 @@ def history(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return points
+
+
+GROUPS_ALL = ("all", "covid", "non_covid")
+
+
+HEADER = (
+    "set",
+    "model",
+    "group",
+    "n",
+    "lung Dice",
+    "lung IoU",
+    "lung acc",
+    "lung loss",
+    "inf Dice (n)",
+    "inf loss",
+    "inf FP rate (n)",
+)
+
+
+def result_lines(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Table lines of one result: all images, then COVID-19 / non-COVID when both occur."""
+    summary = result["summary"]
+    groups = [g for g in GROUPS_ALL if summary[g]["n_images"] > 0]
+    if len(groups) == 2:  # all images are in one class: "all" says it already
+        groups = ["all"]
+    name = result["set"] + (f"/{result['split']}" if result["split"] else "")
+    lines: list[tuple[str, ...]] = []
+    for group in groups:
+        s = summary[group]
+        lung, inf, fp = s["lung"], s["infection"], s["infection_false_positive_rate"]
+        lines.append(
+            (
+                name,
+                result["model"]["name"],
+                group,
+                str(s["n_images"]),
+                mean_std(lung["dice"]),
+                number(lung["iou"]["mean"]),
+                number(lung["accuracy"]["mean"]),
+                number(lung["loss"]["mean"]),
+                f"{mean_std(inf['dice'])} ({inf['dice']['n']})",
+                number(inf["loss"]["mean"]),
+                f"{number(fp['rate'])} ({fp['n']})",
+            )
+        )
+    return lines

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from service.api.settings import REPO_ROOT
-from service.perf.load import multipart_body
-from service.perf.raw import percentiles
+from bench.load import multipart_body
+from bench.raw import percentiles
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 DATA_FILES = ("files/dicom/RG1_UNCR.dcm", "files/dicom/RG1_J2KR.dcm", "files/dicom/693_J2KR.dcm")

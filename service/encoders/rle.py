@@ -1,4 +1,5 @@
-"""COCO run-length encoding, byte for byte as pycocotools' ``mask.encode`` writes it.
+"""COCO run-length encoding, byte for byte as pycocotools' ``mask.encode`` writes it, and the
+``rle`` output format: every frame's lung and infection masks as COCO RLE.
 
 A mask is flattened column-major (Fortran order); runs alternate 0s and 1s starting with 0s;
 the run lengths are written as pycocotools' compressed string (5-bit groups, offset 48, runs
@@ -12,6 +13,9 @@ from typing import TypedDict
 import numpy as np
 
 from service.errors import InvalidInputError
+from service.pipeline.result import EncodedMasks, Segmentation
+
+FORMAT = "rle"
 
 
 class CocoRle(TypedDict):
@@ -91,3 +95,12 @@ def decode(rle: CocoRle) -> np.ndarray:
     values[1::2] = True
     flat = np.repeat(values, counts)
     return flat.reshape((height, width), order="F")
+
+
+def encode_result(result: Segmentation) -> EncodedMasks:
+    """Every frame's masks as ``{"lung": CocoRle, "infection": CocoRle}``."""
+    frames = [
+        {"lung": encode(f.masks.lung), "infection": encode(f.masks.infection)}
+        for f in result.frames
+    ]
+    return EncodedMasks(FORMAT, frames)

@@ -27,7 +27,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from service.pipeline.postprocess import fill_holes, largest_components
+from service.pipeline.morphology import (
+    components,
+    convex_hull,
+    disk,
+    fill_each,
+    fill_holes,
+    largest_components,
+    morph,
+    scaled,
+    select,
+)
 
 
 @dataclass(frozen=True)
@@ -62,31 +72,6 @@ class CtThresholds:
     min_infection_fraction: float = 0.002
 
 
-def disk(diameter_px: float) -> np.ndarray:
-    """Elliptic structuring element of about ``diameter_px`` pixels (at least 1)."""
-    size = max(1, round(diameter_px))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-
-
-def scaled(mask: np.ndarray, fraction: float) -> np.ndarray:
-    """Disk whose diameter is ``fraction`` of the long side of ``mask``."""
-    return disk(fraction * max(mask.shape))
-
-
-def morph(mask: np.ndarray, op: int, kernel: np.ndarray) -> np.ndarray:
-    """OpenCV morphology on a bool mask (``cv2.MORPH_OPEN``, ``MORPH_CLOSE``, ...); bool out."""
-    out = cv2.morphologyEx(mask.astype(np.uint8), op, kernel, borderType=cv2.BORDER_REPLICATE)
-    return out.astype(bool)
-
-
-def components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """8-connected components of a bool mask: ``(count, labels, stats, centroids)`` as OpenCV."""
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
-    return int(count), np.asarray(labels), np.asarray(stats), np.asarray(centroids)
-
-
 def otsu(values: np.ndarray) -> float:
     """Otsu threshold of [0, 1] values (any shape), computed on their 8-bit quantisation."""
     as_u8 = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8).reshape(1, -1)
@@ -107,36 +92,17 @@ def body_mask(bright: np.ndarray) -> np.ndarray:
     return fill_holes(largest_components(opened, 1, 0.0))
 
 
-def convex_hull(mask: np.ndarray) -> np.ndarray:
-    """Convex hull of the foreground of a bool mask (empty stays empty)."""
-    points = cv2.findNonZero(mask.astype(np.uint8))
-    hull = np.zeros(mask.shape, np.uint8)
-    if points is not None:
-        cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
-    return hull.astype(bool)
-
-
 def inside_components(
     dark: np.ndarray, region: np.ndarray, fraction: float, min_area: float
 ) -> np.ndarray:
     """Components of ``dark`` of ``min_area`` pixels or more, ``fraction`` of them in ``region``."""
-    count, labels = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
+    count, labels, _, _ = components(dark)
     if count <= 1:
         return np.zeros_like(dark, dtype=bool)
     total = np.bincount(labels.ravel(), minlength=count)
     inside = np.bincount(labels[region].ravel(), minlength=count)
     keep = np.flatnonzero((inside >= fraction * total) & (total >= min_area))
-    return np.isin(labels, keep[keep > 0])
-
-
-def fill_each(lung: np.ndarray, close_fraction: float) -> np.ndarray:
-    """Close and hole-fill each component of a bool lung mask separately (no bridging)."""
-    count, labels = cv2.connectedComponents(lung.astype(np.uint8), connectivity=8)
-    kernel = scaled(lung, close_fraction)
-    filled = np.zeros_like(lung, dtype=bool)
-    for index in range(1, count):
-        filled |= fill_holes(morph(labels == index, cv2.MORPH_CLOSE, kernel))
-    return filled
+    return select(labels, count, keep)
 
 
 def pick_lungs(dark: np.ndarray, body: np.ndarray, t: CtThresholds) -> np.ndarray:
@@ -152,7 +118,7 @@ def clean_infection(candidates: np.ndarray, lung: np.ndarray, t: CtThresholds) -
     count, labels, stats, _ = components(opened)
     min_area = t.min_infection_fraction * np.count_nonzero(lung)
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
-    return np.isin(labels, keep) & lung
+    return select(labels, count, keep) & lung
 
 
 def segment_hu(hu: np.ndarray, t: CtThresholds) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from service.models.threshold_ct import components, fill_each, morph, otsu, scaled
+from service.models.threshold.ct import otsu
+from service.pipeline.morphology import components, fill_each, morph, scaled, select
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def find_opacity(
     count, labels, stats, _ = components(opened)
     min_area = t.min_infection_fraction * np.count_nonzero(fields)
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
-    return np.isin(labels, keep)
+    return select(labels, count, keep)
 
 
 def segment(image: np.ndarray, t: CxrThresholds) -> tuple[np.ndarray, np.ndarray]:

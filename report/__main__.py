@@ -1,0 +1,5 @@
+"""``python -m report``: see :mod:`report.cli`."""
+
+from report.cli import main
+
+raise SystemExit(main())

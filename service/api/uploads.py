@@ -1,0 +1,208 @@
+"""Reading an upload from the request body: in memory, bounded, and at a sane pace.
+
+An upload is the file in a multipart/form-data part named ``file`` (``curl -F file=@x.dcm``),
+or the whole body with the file's own media type (``application/dicom``, as DICOMweb
+clients and PACS bridges post it; also ``application/octet-stream``, ``image/png``,
+``image/jpeg``). Nothing is written to disk: patient images stay in memory.
+
+Guards, so that neither a large nor a slow client can hold a worker: a declared
+``Content-Length`` over the limit is refused before anything is read (413); the bytes are
+counted while they stream in, with or without a Content-Length (413); a body that stops
+arriving for ``idle_timeout_s`` is refused (408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from service.errors import (
+    EmptyInputError,
+    InputTooLargeError,
+    InvalidInputError,
+    UnsupportedMediaError,
+    UploadTimeoutError,
+)
+
+FIELD = "file"
+MULTIPART_SLACK = 1 << 20
+"""Bytes a multipart body may hold beyond the file itself (boundaries, headers, other fields)."""
+RAW_TYPES = frozenset(
+    {"application/dicom", "application/octet-stream", "image/png", "image/jpeg", "image/jpg"}
+)
+MULTIPART = "multipart/form-data"
+
+IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "the file: multipart field `file`, or the file itself as the body",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "application/dicom": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+"""The OpenAPI request body of a route that takes an image upload (``openapi_extra``)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file: its bytes and the file name the client gave (multipart only; it is
+    never logged)."""
+
+    data: bytes
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """``max_bytes``: the largest file; ``idle_timeout_s``: the longest pause in the body."""
+
+    max_bytes: int
+    idle_timeout_s: float
+
+
+def media_type(request: Request) -> tuple[str, dict[bytes, bytes]]:
+    """The request's Content-Type, lower-case, and its parameters."""
+    value, options = parse_options_header(request.headers.get("content-type", ""))
+    return value.decode("latin-1").lower(), options
+
+
+async def _chunks(request: Request, limits: UploadLimits, budget: int) -> AsyncIterator[bytes]:
+    """The body's chunks, refused past ``budget`` bytes or after a pause of idle_timeout_s."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > budget:
+        raise InputTooLargeError(
+            f"request body of {int(declared)} bytes exceeds the limit ({budget} bytes)"
+        )
+    stream = request.stream().__aiter__()
+    received = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), limits.idle_timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadTimeoutError(
+                f"the upload stalled: no data for {limits.idle_timeout_s:g} s"
+            ) from None
+        except ClientDisconnect:
+            raise InvalidInputError("the client closed the connection during the upload") from None
+        received += len(chunk)
+        if received > budget:
+            raise InputTooLargeError(f"request body exceeds the limit ({budget} bytes)")
+        yield chunk
+
+
+async def read_upload(request: Request, limits: UploadLimits) -> Upload:
+    """The uploaded file's bytes (see the module docstring).
+
+    Raises:
+        InputTooLargeError: more than ``limits.max_bytes`` (plus multipart slack).
+        UploadTimeoutError: the body paused longer than ``limits.idle_timeout_s``.
+        EmptyInputError: the file is empty.
+        InvalidInputError: a multipart body without a ``file`` part, or a malformed one.
+        UnsupportedMediaError: another Content-Type.
+    """
+    kind, options = media_type(request)
+    filename = None
+    if kind == MULTIPART:
+        data, filename = await _multipart_file(request, limits, options.get(b"boundary", b""))
+    elif kind in RAW_TYPES or not kind:
+        data = b"".join([c async for c in _chunks(request, limits, limits.max_bytes)])
+        if data and not kind:
+            raise UnsupportedMediaError(
+                "the request has a body but no Content-Type: send multipart/form-data with the "
+                f"file in a part named {FIELD!r}, or the file as the body (application/dicom)"
+            )
+    else:
+        raise UnsupportedMediaError(
+            f"Content-Type {kind or '(none)'} is not accepted: send multipart/form-data with the "
+            f"file in a part named {FIELD!r}, or the file as the body (application/dicom)"
+        )
+    if len(data) > limits.max_bytes:
+        raise InputTooLargeError(f"the upload exceeds {limits.max_bytes} bytes")
+    if not data:
+        raise EmptyInputError("the upload is empty (0 bytes): send a DICOM, PNG or JPEG file")
+    return Upload(data, filename)
+
+
+class _FilePart:
+    """python-multipart callbacks that keep the bytes of the part named ``file``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.found = False
+        self.filename: str | None = None
+        self.data = bytearray()
+        self._header = b""
+        self._disposition = b""
+        self._wanted = False
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": self._field,
+            "on_header_value": self._value,
+            "on_headers_finished": self._headers_done,
+            "on_part_data": self._data,
+        }
+
+    def _begin(self) -> None:
+        self._header, self._disposition, self._wanted = b"", b"", False
+
+    def _field(self, data: bytes, start: int, end: int) -> None:
+        self._header = data[start:end].lower()
+
+    def _value(self, data: bytes, start: int, end: int) -> None:
+        if self._header == b"content-disposition":
+            self._disposition += data[start:end]
+
+    def _headers_done(self) -> None:
+        _, params = parse_options_header(self._disposition)
+        self._wanted = params.get(b"name") == FIELD.encode() and not self.found
+        if self._wanted and b"filename" in params:
+            self.filename = params[b"filename"].decode("utf-8", "replace")
+        self.found = self.found or self._wanted
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._wanted:
+            self.data += data[start:end]
+            if len(self.data) > self.limit:
+                raise InputTooLargeError(f"the upload exceeds {self.limit} bytes")
+
+
+async def _multipart_file(
+    request: Request, limits: UploadLimits, boundary: bytes
+) -> tuple[bytes, str | None]:
+    if not boundary:
+        raise InvalidInputError("multipart/form-data without a boundary parameter")
+    part = _FilePart(limits.max_bytes)
+    parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
+    try:
+        async for chunk in _chunks(request, limits, limits.max_bytes + MULTIPART_SLACK):
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as err:
+        raise InvalidInputError(f"the multipart body is malformed: {err}") from err
+    if not part.found:
+        raise InvalidInputError(
+            f"the multipart body has no part named {FIELD!r}: send the file as "
+            f"-F {FIELD}=@image.dcm"
+        )
+    return bytes(part.data), part.filename
