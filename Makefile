@@ -47,10 +47,11 @@ browser-deps:  ## Debian's chromium for the browser tests (apt-get when missing 
 test: install-dev browser-deps  ## run the whole test suite (browser tests in headless chromium)
 	$(BIN)/python -m pytest
 
-lint: install-dev  ## ruff + mypy
+lint: install-dev  ## ruff + mypy + import-linter contracts (pyproject.toml)
 	$(BIN)/ruff check service training export bench report tests
 	$(BIN)/ruff format --check service training export bench report tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install-dev  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix service training export bench report tests

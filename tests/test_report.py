@@ -31,7 +31,9 @@ def tiny_set(data_dir: Path) -> tuple[Path, LabelledSet]:
 @pytest.fixture(scope="module")
 def results(tiny_set) -> dict:
     """A real run of the threshold segmenter (and unet, which falls back without models)."""
-    return score_models(Segmenter(SegmenterConfig(None)), tiny_set[1], ["threshold", "unet"]).to_dict()
+    return score_models(
+        Segmenter(SegmenterConfig(None)), tiny_set[1], ["threshold", "unet"]
+    ).to_dict()
 
 
 def test_score_models_measures_time_per_image(results):

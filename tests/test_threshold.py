@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from service.datasets import load_image, load_mask, read_set
-from service.imaging.types import Modality, Units
-from service.imaging.types import DecodedImage
+from service.imaging.types import DecodedImage, Modality, Units
 from service.models.base import Backend
 from service.models.threshold import ThresholdBackend
 from service.pipeline.metrics import dice

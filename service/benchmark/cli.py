@@ -34,6 +34,7 @@ from service.models.threshold import ThresholdBackend
 
 log = logging.getLogger(__name__)
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m service.benchmark", description="Score a segmenter on labelled sets."

@@ -46,7 +46,9 @@ def mean_std(stat: dict[str, Any]) -> str:
     return f"{stat['mean']:.3f}±{stat['std']:.3f}"
 
 
-def text_table(header: tuple[str, ...], lines: list[tuple[str, ...]], markdown: bool = False) -> str:
+def text_table(
+    header: tuple[str, ...], lines: list[tuple[str, ...]], markdown: bool = False
+) -> str:
     """An aligned plain-text table, or a Markdown one."""
     if markdown:
         rows = [header, tuple("---" for _ in header), *lines]

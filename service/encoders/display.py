@@ -23,7 +23,6 @@ def display_frame(image: DecodedImage, window: CtWindow = LUNG_WINDOW) -> np.nda
     return np.round(shown * 255.0).astype(np.uint8)
 
 
-
 def render_png(image: DecodedImage, window: CtWindow = LUNG_WINDOW) -> bytes:
     """The first frame as displayed (see :func:`display_frame`), as PNG bytes."""
     return png_bytes(display_frame(image, window))
