@@ -21,8 +21,9 @@ from service.models.onnx_backend import OnnxBackend
 from service.models.registry import latest_versions
 from service.models.threshold import ThresholdBackend
 from service.pipeline.run import run
+from tests.conftest import REPO_ROOT
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR = REPO_ROOT / "models"
 MAX_ONNX_BYTES = 10 * 1024 * 1024
 
 

@@ -7,7 +7,6 @@ decoder and the whole segmentation path; a fixed seed keeps the run the same eve
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,10 @@ from service.encoders import encoder_for
 from service.errors import LungsegError
 from service.imaging import decode
 from service.models.segmenter import Segmenter, SegmenterConfig
+from tests.conftest import FIXTURES_DIR, REPO_ROOT
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-ROOT = FIXTURES.parents[1]
+FIXTURES = FIXTURES_DIR
+ROOT = REPO_ROOT
 
 
 def _corrupt(data: bytes, rng: random.Random) -> bytes:

@@ -7,7 +7,6 @@ session asked for CUDA silently runs on the CPU.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,11 @@ from service.api.settings import Settings
 from service.errors import ModelLoadError
 from service.models import onnx_backend
 from service.models.onnx_backend import CPU, CPU_RUN, CUDA, OnnxBackend, bucket, choose_providers
+from service.models.registry import latest_versions
 from service.models.segmenter import Segmenter, SegmenterConfig
+from tests.conftest import REPO_ROOT
 
-UNET = Path(__file__).resolve().parents[1] / "models" / "unet-cxr" / "1.1.0"
+UNET = latest_versions(REPO_ROOT / "models")["unet-cxr"]
 
 
 def test_buckets_are_powers_of_two_up_to_the_largest_batch() -> None:

@@ -12,7 +12,7 @@ from pydicom.uid import JPEG2000Lossless
 from service.errors import UnsupportedMediaError
 from service.imaging import decode, j2k
 from service.models.gates import SharedThreads
-from tests.test_imaging_errors import grey_header, to_bytes
+from tests.imaging.test_errors import grey_header, to_bytes
 
 STORED = np.random.default_rng(7).integers(0, 4096, size=(48, 64), dtype=np.uint16)  # 12-bit
 

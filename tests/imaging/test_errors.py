@@ -7,7 +7,6 @@ import io
 import struct
 import tracemalloc
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,8 +29,9 @@ from service.errors import (
     UnsupportedModalityError,
 )
 from service.imaging import decode
+from tests.conftest import FIXTURES_DIR
 
-CT_SMALL = Path(__file__).resolve().parent / "fixtures" / "CT_small.dcm"
+CT_SMALL = FIXTURES_DIR / "CT_small.dcm"
 CR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
 SECONDARY_CAPTURE = UID("1.2.840.10008.5.1.4.1.1.7")
 ACCEPTED = r"DICOM \(\.dcm\), PNG or JPEG"

@@ -17,8 +17,9 @@ from bench.report import efficiency
 from bench.serve import running_service
 from bench.studies import measure_study
 from service.imaging import decode
+from tests.conftest import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 class _Handler(socketserver.StreamRequestHandler):

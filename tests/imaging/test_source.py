@@ -1,0 +1,28 @@
+"""Every decoded DICOM carries a SourceRef; none of its identifiers reaches a repr or str."""
+
+from __future__ import annotations
+
+from service.imaging import decode
+from tests.conftest import FIXTURES_DIR
+
+
+def test_a_dicom_source_has_its_uids_and_a_header_without_pixels():
+    data = (FIXTURES_DIR / "CT_small.dcm").read_bytes()
+    image = decode(data)
+    source = image.source
+    assert source is not None and source.format == "dicom"
+    (header,) = source.headers
+    assert "PixelData" not in header and header.Rows == 128
+    assert source.instance_uids == (str(header.SOPInstanceUID),)
+    assert source.study_uid == str(header.StudyInstanceUID)
+    assert source.series_uid == str(header.SeriesInstanceUID)
+    assert source.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"
+    assert source.modality_code == "CT"
+    text = repr(source) + str(source) + repr(image)
+    for identifier in (*source.instance_uids, source.study_uid, str(header.PatientName)):
+        assert identifier not in text
+    assert repr(source) == "SourceRef(dicom, 1 instance(s))"
+
+
+def test_png_and_jpeg_have_no_source():
+    assert decode((FIXTURES_DIR / "cxr_covid_1902.png").read_bytes()).source is None
