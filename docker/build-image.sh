@@ -43,6 +43,7 @@ if [ -s "$CA_BUNDLE" ]; then
     ca_args=(--volume "$CA_BUNDLE:/run/host-ca-bundle.crt:ro" --build-arg PIP_CA_BUNDLE=/run/host-ca-bundle.crt)
 fi
 
+previous=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 # --format docker keeps the HEALTHCHECK (the OCI image format has none); chroot isolation
 # builds without the user namespaces and runtimes this machine may not offer.
 podman build --isolation=chroot --format docker --layers \
@@ -50,5 +51,10 @@ podman build --isolation=chroot --format docker --layers \
     --build-arg BASE_IMAGE="$BASE_IMAGE" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg SOURCE="$source" \
     "${ca_args[@]}" .
-podman image prune --force >/dev/null
+# The image this one replaces, not the cached layers of the build stage (a later build reuses
+# them: only the service layer is rebuilt after a code change).
+current=$(podman image inspect --format '{{.Id}}' "$IMAGE")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 podman image inspect "$IMAGE" --format "built {{index .RepoTags 0}}: {{.Size}} bytes"
