@@ -94,7 +94,7 @@ image: container-deps  ## the CPU image (IMAGE=localhost/lungseg:cpu) with podma
 	IMAGE=$(IMAGE) DOCKERFILE=docker/Dockerfile docker/build-image.sh
 
 image-gpu: container-deps  ## the GPU image (GPU_IMAGE=localhost/lungseg:gpu); needs BASE_IMAGE=<an nvidia/cuda cudnn runtime image> reachable
-	IMAGE=$(GPU_IMAGE) DOCKERFILE=docker/Dockerfile.gpu BASE_IMAGE=$${BASE_IMAGE:-nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04} docker/build-image.sh
+	IMAGE=$(GPU_IMAGE) DOCKERFILE=docker/Dockerfile.gpu BASE_IMAGE=$${BASE_IMAGE:-docker.io/nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04} docker/build-image.sh
 
 image-test: install-dev image  ## run the image read-only as a pod would, segment a real DICOM, check user and file system
 	LUNGSEG_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -m container tests/deploy
