@@ -44,6 +44,15 @@ browser-deps:  ## Debian's chromium for the browser tests (apt-get when missing 
 		echo "no $(CHROMIUM) and not root: the browser tests will be skipped"; \
 	fi
 
+.PHONY: postgres-deps
+postgres-deps:  ## Debian's PostgreSQL server for the job store tests (apt-get when missing and root)
+	@if command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	else \
+		echo "no PostgreSQL server and not root: the PostgreSQL store tests will be skipped"; \
+	fi
+
 test: install-dev browser-deps  ## run the whole test suite (browser tests in headless chromium)
 	$(BIN)/python -m pytest
 

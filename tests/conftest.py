@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import PostgresServer, PostgresUnavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
@@ -25,3 +28,39 @@ def data_dir() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test session (tests/postgres.py: initdb into a temporary
+    folder, a Unix socket only, fsync off), stopped and removed at the end.
+
+    Tests that use it are skipped when PostgreSQL or psycopg is missing (``make postgres-deps``),
+    unless ``LUNGSEG_REQUIRE_POSTGRES=1`` (CI): then they fail.
+    """
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as err:
+        if os.environ.get("LUNGSEG_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required (LUNGSEG_REQUIRE_POSTGRES=1): {err}")
+        pytest.skip(f"PostgreSQL not available: {err}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database of its own, dropped after the test."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty job store, once on an SQLite file and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -12,10 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from service.benchmark.evaluate import ImageScore, Summary, evaluate, summarise
-from service.benchmark.store import HEARTBEAT_S, RunStore
+from service.benchmark.store import HEARTBEAT_S, Heartbeat, RunStore
 from service.datasets import LabelledSet
 from service.errors import BusyError, LungsegError
 from service.imaging.types import DecodedImage
@@ -108,8 +106,9 @@ def score_models(
 class BenchmarkRunner:
     """Runs benchmark jobs one at a time in a worker thread; results go to ``store``.
 
-    A second thread renews the store's lease on this runner's runs every ``heartbeat_s``
-    seconds, so that other workers sharing the store can tell them from abandoned ones. At most
+    A ``Heartbeat`` thread renews the store's lease on this runner's runs every ``heartbeat_s``
+    seconds, so that other workers sharing the store can tell them from abandoned ones, and
+    records the runs of any worker whose lease lapsed as interrupted. At most
     ``max_pending`` runs are queued or running; past that ``submit`` refuses (``BusyError``).
     """
 
@@ -129,18 +128,7 @@ class BenchmarkRunner:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lungseg-benchmark")
-        self._stop = threading.Event()
-        self._beat = threading.Thread(
-            target=self._heartbeat, args=(heartbeat_s,), name="lungseg-heartbeat", daemon=True
-        )
-        self._beat.start()
-
-    def _heartbeat(self, every_s: float) -> None:
-        while not self._stop.wait(every_s):
-            try:
-                self.store.heartbeat()
-            except SQLAlchemyError:  # a database hiccup must not end the lease thread
-                log.warning("benchmark store heartbeat failed", exc_info=True)
+        self._heartbeat = Heartbeat([store], heartbeat_s)
 
     def submit(
         self, labelled: LabelledSet, models: list[str], cleanup: Path | None = None
@@ -196,7 +184,7 @@ class BenchmarkRunner:
     def shutdown(self) -> None:
         """Stop: queued runs are cancelled, and this runner's unfinished runs are recorded as
         interrupted (a run still computing may yet record ``done`` before the process ends)."""
-        self._stop.set()
+        self._heartbeat.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         abandoned = self.store.abandon()
         if abandoned:
