@@ -83,3 +83,33 @@ class SeriesChoiceError(InvalidParameterError):
 
 class UploadTimeoutError(InvalidInputError):
     """The upload stopped arriving, or arrived too slowly, before it was complete."""
+
+
+class PacsError(LungsegError):
+    """The PACS (DICOMweb) could not be reached or refused a request; the message names the
+    operation and the reason, never a UID or patient data.
+
+    Attributes:
+        retryable: whether the same request may succeed later (the PACS is down, timed out,
+            overloaded or answered 5xx), as opposed to a refusal (4xx) that a retry repeats.
+        status: the PACS's HTTP status, None when no answer came (refused, timed out).
+    """
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+class PacsNotFoundError(PacsError, NotFoundError):
+    """The PACS does not hold the study or series asked for (HTTP 404, or an empty answer)."""
+
+    def __init__(self, message: str, status: int | None = 404) -> None:
+        super().__init__(message, retryable=False, status=status)
+
+
+class PacsTooLargeError(PacsError, InputTooLargeError):
+    """The PACS's answer exceeds the configured byte or instance limit (``max_bytes``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, status=None)

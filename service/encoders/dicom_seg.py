@@ -1,0 +1,521 @@
+"""The ``seg`` output format: lung and infection masks as one DICOM Segmentation (highdicom).
+
+Entry points: :func:`encode_result` (a single-image request), :func:`encode_seg` (any DICOM
+source, masks in the source's stored order) and :func:`encode_volume_seg` (a DICOM series /
+multi-frame :class:`~service.imaging.volume.Volume`, masks in its canonical layout).
+
+:func:`encode_seg` serves a single image, a multi-frame object and a whole series alike: the
+masks are bool ``(frames, Rows, Columns)`` in the stored pixel order of each source frame
+(frame ``i`` of the masks is frame ``source.frame_numbers[i]`` of instance
+``source.headers[i]``; without frame numbers, frame ``i`` of the one header, or the ``i``-th
+single-frame header). Nothing is resampled: each SEG frame references its own source frame.
+
+What is written: a BINARY SEG (SOP class 1.2.840.10008.5.1.4.1.1.66.4), new Series and SOP
+Instance UIDs per call, series number :data:`SERIES_NUMBER`, a series description saying
+research use; the Patient and Study modules copied from the source (highdicom); the source's
+Frame of Reference; segments 1 "Lung" (or 1 "Left lung" and 2 "Right lung" when the caller
+gives split lungs) and then "Infection", coded as :mod:`service.encoders.seg_codes` says, each
+with its algorithm identification (model name, version, family "Artificial Intelligence");
+every frame kept, empty or not (``omit_empty_frames=False``: viewers misplace segments whose
+empty frames are missing); JPEG 2000 lossless frames when the uncompressed (1-bit packed)
+pixel data would exceed ``compress_over_bytes`` (1 MiB by default), else Explicit VR Little
+Endian.
+
+Real files lack things; the SEG is still written, each case as the standard allows:
+
+* no SOP Instance UID / SOP Class UID in the dataset (anonymised files keep them only in the
+  file meta): taken from the File Meta Information (Media Storage SOP Instance / Class UID);
+  with neither, a new instance UID (the SEG then references an instance no PACS holds) and the
+  SOP class of the modality (CT / CR / DX Image Storage, else Secondary Capture);
+* no Modality: from the SOP class (CT for CT Image Storage and Enhanced CT, CR, DX), else OT
+  (it only names the SEG's content label);
+* no Study Instance UID: the SourceRef's, else a new one shared by the whole SEG (the SEG then
+  starts a study of its own); no Series Instance UID likewise;
+* an empty or absent Patient / Study module (Patient's Name, Patient ID, Birth Date, Sex,
+  Study Date / Time, Accession Number, Study ID, Referring Physician): written empty, as their
+  type 2 allows;
+* a CT (or any image with a patient position) without Frame of Reference UID, e.g. the
+  CQ500 slices: a new Frame of Reference UID shared by the SEG's frames (the IOD requires one;
+  it relates the SEG's frames to each other, not to other series); a CR keeps none (its IOD
+  has no Frame of Reference), and then only one frame can be written (a projection image);
+* a Pixel Spacing that is not two positive numbers (RG1's ``0\\0``) or a Slice Thickness that
+  is not positive: left out of the SEG's Pixel Measures (a CR without Pixel Spacing, which has
+  only Imager Pixel Spacing at the detector, likewise gets none: the detector spacing is not
+  a spacing in the patient);
+* Patient Identity Removed YES without a De-identification Method (type 1C then): the method
+  is written as :data:`DEIDENTIFICATION_UNSTATED`;
+* no Image Position / Orientation (a CR): Patient Orientation (type 2C) copied, or empty;
+* a Referenced Study Sequence whose items lack their SOP class (a source's own defect, which
+  dciodvfy reports as an error in the SEG): left out (type 3).
+
+Impossible cases raise UnsupportedMediaError with the reason: several multi-frame instances in
+one SEG, several frames without a patient position (nothing orders them), slices of different
+sizes or Frames of Reference. A source without DICOM headers (PNG, JPEG) raises
+InvalidParameterError on parameter ``format``.
+
+highdicom's warnings about the source's attributes (they may quote the patient's name) are
+silenced (a warnings filter on the highdicom modules), so that they never reach a log.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import warnings
+from collections.abc import Sequence
+from importlib import metadata
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sr.coding import Code
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    CTImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    EnhancedCTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    SecondaryCaptureImageStorage,
+)
+
+from service.encoders import seg_codes
+from service.errors import InvalidParameterError, UnsupportedMediaError
+from service.imaging.types import SourceRef
+from service.imaging.volume import Volume
+from service.pipeline.result import EncodedFile, Segmentation
+
+
+def _silence_highdicom() -> None:
+    """Ignore highdicom's warnings (they quote source attributes, the patient's name among
+    them). Idempotent (the filter is moved to the front, not added twice); called at import
+    and again by each encoding, in case a ``catch_warnings`` block dropped it since."""
+    warnings.filterwarnings("ignore", module=r"highdicom(\.|$)")
+
+
+_silence_highdicom()
+
+FORMAT = "seg"
+MEDIA_TYPE = "application/dicom"
+COMPRESS_OVER_BYTES = 1 << 20
+"""Uncompressed SEG pixel data (bits packed) above which frames are JPEG 2000 lossless."""
+SERIES_NUMBER = 990
+SERIES_DESCRIPTION = "lungseg lung+infection SEG - research use, not for diagnosis"
+CONTENT_LABEL = "LUNGSEG"
+CONTENT_DESCRIPTION = "Lung and COVID-19 infection; research use, not a medical device"
+MANUFACTURER = "lungseg"
+DEIDENTIFICATION_UNSTATED = "as its source images; the method is not stated in them"
+
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # Pixel / Float / Double Data
+_TYPE2_PATIENT_STUDY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyID",
+    "ReferringPhysicianName",
+)
+_MODALITY_OF_CLASS = {
+    CTImageStorage: "CT",
+    EnhancedCTImageStorage: "CT",
+    ComputedRadiographyImageStorage: "CR",
+    DigitalXRayImageStorageForPresentation: "DX",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "DX",  # Digital X-Ray Image Storage - For Processing
+}
+_CLASS_OF_MODALITY = {
+    "CT": CTImageStorage,
+    "CR": ComputedRadiographyImageStorage,
+    "DX": DigitalXRayImageStorageForPresentation,
+}
+
+
+def encode_result(result: Segmentation) -> EncodedFile:
+    """The SEG of a single-image request (one file: single or multi-frame), from its masks.
+
+    Raises:
+        InvalidParameterError: the upload was not DICOM (PNG / JPEG have no headers to refer
+            to), parameter ``format``.
+    """
+    source = result.source
+    if source is None or source.format != "dicom" or not source.headers:
+        raise InvalidParameterError(
+            "format=seg needs a DICOM source: a DICOM SEG refers to the source instances, and "
+            "PNG / JPEG uploads have none; upload the DICOM file or choose another format",
+            "format",
+        )
+    lung = np.stack([f.masks.lung for f in result.frames])
+    infection = np.stack([f.masks.infection for f in result.frames])
+    return encode_seg(
+        source,
+        lung=lung,
+        infection=infection,
+        model_name=result.model.name,
+        model_version=result.model.version,
+    )
+
+
+def in_source_order(volume: Volume, mask: np.ndarray) -> np.ndarray:
+    """A mask in the canonical layout of ``volume`` (``voxels.shape``) as ``(slices, Rows,
+    Columns)`` in each slice's stored pixel order, slice ``k`` being that of
+    ``volume.source.headers[k]`` / ``frame_numbers[k]`` (the layout :func:`encode_seg` takes).
+
+    The canonical slices are the input's slices (an axial series) in the same or the reverse
+    order, as the orientation transform's slice flip says.
+    """
+    stored = volume.mask_to_input(mask)
+    return stored if volume.to_input.to_input[0, 1] > 0 else stored[::-1]
+
+
+def encode_volume_seg(
+    volume: Volume,
+    *,
+    infection: np.ndarray,
+    model_name: str,
+    model_version: str,
+    lung: np.ndarray | None = None,
+    left_lung: np.ndarray | None = None,
+    right_lung: np.ndarray | None = None,
+    compress_over_bytes: int = COMPRESS_OVER_BYTES,
+) -> EncodedFile:
+    """:func:`encode_seg` of a DICOM volume's masks given in its canonical layout
+    (``volume.voxels.shape``); InvalidParameterError (``format``) for a NIfTI volume."""
+    if volume.source is None or volume.source_format != "dicom":
+        raise InvalidParameterError(
+            "format=seg needs a DICOM source: a NIfTI volume has no DICOM instances to refer "
+            "to; choose another format",
+            "format",
+        )
+
+    def stored(mask: np.ndarray | None) -> np.ndarray | None:
+        return None if mask is None else in_source_order(volume, mask)
+
+    return encode_seg(
+        volume.source,
+        infection=in_source_order(volume, infection),
+        model_name=model_name,
+        model_version=model_version,
+        lung=stored(lung),
+        left_lung=stored(left_lung),
+        right_lung=stored(right_lung),
+        compress_over_bytes=compress_over_bytes,
+    )
+
+
+def encode_seg(
+    source: SourceRef,
+    *,
+    infection: np.ndarray,
+    model_name: str,
+    model_version: str,
+    lung: np.ndarray | None = None,
+    left_lung: np.ndarray | None = None,
+    right_lung: np.ndarray | None = None,
+    compress_over_bytes: int = COMPRESS_OVER_BYTES,
+) -> EncodedFile:
+    """A DICOM SEG of the masks of ``source``'s frames (see the module docstring).
+
+    Args:
+        source: the DICOM source; ``headers`` one per instance (a single or multi-frame file:
+            one header; a series: one per slice, with ``frame_numbers``).
+        infection: bool ``(frames, Rows, Columns)`` (or ``(Rows, Columns)`` for one frame).
+        model_name, model_version: the model that made the masks (Algorithm Identification).
+        lung: the lungs as one mask, or else ``left_lung`` and ``right_lung`` (patient's left
+            and right), each shaped as ``infection``.
+        compress_over_bytes: JPEG 2000 lossless above this many uncompressed bytes.
+
+    Returns:
+        EncodedFile ``seg``, ``application/dicom``, named ``<SOP Instance UID>.dcm``.
+
+    Raises:
+        InvalidParameterError: ``source`` has no DICOM headers (parameter ``format``).
+        UnsupportedMediaError: the source cannot carry one SEG (see the module docstring).
+        ValueError: masks that do not match the source or each other (a caller's bug).
+    """
+    if source.format != "dicom" or not source.headers:
+        raise InvalidParameterError(
+            "format=seg needs a DICOM source (PNG / JPEG uploads have no DICOM headers to "
+            "refer to); choose another format",
+            "format",
+        )
+    _silence_highdicom()
+    masks, descriptions = _segments(
+        infection, lung, left_lung, right_lung, model_name, model_version
+    )
+    headers, pixels = _layout(source, masks)
+    frames = int(pixels.shape[0]) * int(pixels.shape[3])
+    packed = math.ceil(frames * int(pixels.shape[1]) * int(pixels.shape[2]) / 8)
+    syntax = JPEG2000Lossless if packed > compress_over_bytes else ExplicitVRLittleEndian
+    seg = hd.seg.Segmentation(
+        source_images=headers,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=model_name[:64],
+        software_versions=[_version(), f"{model_name}-{model_version}"[:64]],  # type: ignore[arg-type]
+        device_serial_number=model_version[:64] or "0",
+        content_label=CONTENT_LABEL,
+        content_description=CONTENT_DESCRIPTION,
+        transfer_syntax_uid=syntax,
+        omit_empty_frames=False,
+        series_description=SERIES_DESCRIPTION,
+    )
+    if "FrameOfReferenceUID" not in seg and "PatientOrientation" not in seg:
+        seg.PatientOrientation = headers[0].get("PatientOrientation") or ""  # type 2C
+    buffer = io.BytesIO()
+    seg.save_as(buffer, enforce_file_format=True)
+    return EncodedFile(FORMAT, MEDIA_TYPE, buffer.getvalue(), f"{seg.SOPInstanceUID}.dcm")
+
+
+def _version() -> str:
+    try:
+        return f"lungseg {metadata.version('lungseg')}"
+    except metadata.PackageNotFoundError:
+        return "lungseg"
+
+
+def _segments(
+    infection: np.ndarray,
+    lung: np.ndarray | None,
+    left: np.ndarray | None,
+    right: np.ndarray | None,
+    model_name: str,
+    model_version: str,
+) -> tuple[list[np.ndarray], list[hd.seg.SegmentDescription]]:
+    """The masks (each bool ``(frames, H, W)``) and their descriptions, in segment order."""
+    split = left is not None or right is not None
+    if split == (lung is not None) or (split and (left is None or right is None)):
+        raise ValueError("give either lung, or both left_lung and right_lung")
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=model_name[:64],
+        family=seg_codes.ARTIFICIAL_INTELLIGENCE,
+        version=model_version[:64],
+        source=MANUFACTURER,
+    )
+    lungs: list[tuple[str, np.ndarray | None, Code | None]] = (
+        [("Left lung", left, seg_codes.LEFT), ("Right lung", right, seg_codes.RIGHT)]
+        if split
+        else [("Lung", lung, None)]
+    )
+    masks: list[np.ndarray] = []
+    descriptions: list[hd.seg.SegmentDescription] = []
+    colours = {"Lung": (80, 160, 255), "Left lung": (80, 160, 255), "Right lung": (80, 255, 160)}
+    for label, mask, side in lungs:
+        number = len(descriptions) + 1
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label,
+            segmented_property_category=seg_codes.ANATOMICAL_STRUCTURE,
+            segmented_property_type=seg_codes.LUNG,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            display_color=hd.color.CIELabColor.from_rgb(*colours[label]),
+        )
+        if side is not None:
+            _add_modifier(description, side)
+        masks.append(_frames(mask, label))
+        descriptions.append(description)
+    description = hd.seg.SegmentDescription(
+        segment_number=len(descriptions) + 1,
+        segment_label="Infection",
+        segmented_property_category=seg_codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+        segmented_property_type=seg_codes.INFILTRATE,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        display_color=hd.color.CIELabColor.from_rgb(255, 60, 60),
+    )
+    _add_modifier(description, seg_codes.COVID_19)
+    masks.append(_frames(infection, "infection"))
+    descriptions.append(description)
+    if len({m.shape for m in masks}) != 1:
+        raise ValueError(f"the masks differ in shape: {[m.shape for m in masks]}")
+    return masks, descriptions
+
+
+def _add_modifier(description: Dataset, code: Code) -> None:
+    """Segmented Property Type Modifier Code Sequence (0062,0011), inside the type's item."""
+    concept = hd.sr.CodedConcept.from_code(code)
+    description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+        concept
+    ]
+
+
+def _frames(mask: np.ndarray | None, name: str) -> np.ndarray:
+    if mask is None:
+        raise ValueError(f"the {name} mask is missing")
+    array = np.asarray(mask)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim != 3:
+        raise ValueError(f"the {name} mask must be (frames, rows, columns), got {array.shape}")
+    return array.astype(bool, copy=False)
+
+
+def _layout(source: SourceRef, masks: list[np.ndarray]) -> tuple[list[Dataset], np.ndarray]:
+    """The prepared source headers and the uint8 ``(frames, H, W, segments)`` pixel array in
+    the order highdicom pairs them: frame ``i`` with the ``i``-th single-frame header, or with
+    frame ``i + 1`` of the one multi-frame header."""
+    count = int(masks[0].shape[0])
+    headers = list(source.headers)
+    if source.frame_numbers:
+        numbers = list(source.frame_numbers)
+        if len(numbers) != count or len(headers) != count:
+            raise ValueError(
+                f"{count} mask frames for {len(headers)} headers and {len(numbers)} frame numbers"
+            )
+    elif len(headers) == 1:
+        numbers = list(range(1, count + 1))
+        headers = headers * count
+    elif len(headers) == count:
+        numbers = [1] * count
+    else:
+        raise ValueError(f"{count} mask frames for {len(headers)} source headers")
+    stacked = np.stack(masks, axis=-1).astype(np.uint8)
+    distinct: dict[int, Dataset] = {}
+    for header in headers:
+        distinct.setdefault(id(header), header)
+    prepared = _prepare(source, list(distinct.values()))
+    by_id = dict(zip(distinct, prepared, strict=True))
+    first = prepared[0]
+    multi = [h for h in prepared if int(h.get("NumberOfFrames") or 1) > 1]
+    if multi:
+        if len(prepared) > 1:
+            raise UnsupportedMediaError(
+                "the source holds several multi-frame instances: one DICOM SEG refers to one "
+                "multi-frame image or to single-frame images; send one multi-frame file"
+            )
+        total = int(first.NumberOfFrames)
+        pixels = np.zeros((total, *stacked.shape[1:]), np.uint8)
+        for index, number in enumerate(numbers):
+            if not 1 <= number <= total:
+                raise ValueError(f"frame number {number} outside 1..{total}")
+            pixels[number - 1] = stacked[index]
+        _check_size(first, pixels)
+        return [first], pixels
+    ordered = [by_id[id(h)] for h in headers]
+    if len({id(h) for h in ordered}) != len(ordered):
+        raise ValueError("a single-frame source instance appears twice in the masks' frames")
+    if len(ordered) > 1 and any("ImagePositionPatient" not in h for h in ordered):
+        raise UnsupportedMediaError(
+            "the source's slices have no Image Position (Patient): a DICOM SEG of several "
+            "frames needs their positions; send a series with positions or one image"
+        )
+    for header in ordered:
+        _check_size(header, stacked)
+    return ordered, stacked
+
+
+def _check_size(header: Dataset, pixels: np.ndarray) -> None:
+    rows, columns = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
+    if (rows, columns) != tuple(pixels.shape[1:3]):
+        raise ValueError(f"masks of {pixels.shape[1:3]} for a source of {rows}x{columns}")
+
+
+def _prepare(source: SourceRef, headers: Sequence[Dataset]) -> list[Dataset]:
+    """Copies of the headers completed as the module docstring says (the originals untouched)."""
+    copies = [_copy(h) for h in headers]
+    study = source.study_uid or _first(copies, "StudyInstanceUID") or hd.UID()
+    series = source.series_uid or _first(copies, "SeriesInstanceUID") or hd.UID()
+    positioned = any(
+        "ImagePositionPatient" in h or "PerFrameFunctionalGroupsSequence" in h for h in copies
+    )
+    frames_of_reference = {
+        str(h.FrameOfReferenceUID) for h in copies if _has(h, "FrameOfReferenceUID")
+    }
+    if len(frames_of_reference) > 1:
+        raise UnsupportedMediaError(
+            "the source's slices have different Frame of Reference UIDs: they do not share one "
+            "patient coordinate system, so one DICOM SEG cannot refer to them all"
+        )
+    frame_of_reference = next(iter(frames_of_reference), None)
+    for index, h in enumerate(copies):
+        meta = getattr(h, "file_meta", None) or FileMetaDataset()
+        if not _has(h, "SOPInstanceUID"):
+            known = source.instance_uids[index] if len(source.instance_uids) == len(copies) else ""
+            _set(
+                h, "SOPInstanceUID", _value(meta, "MediaStorageSOPInstanceUID") or known or hd.UID()
+            )
+        modality = str(h.get("Modality") or "").strip().upper()
+        if not _has(h, "SOPClassUID"):
+            fallback = _CLASS_OF_MODALITY.get(modality, SecondaryCaptureImageStorage)
+            _set(h, "SOPClassUID", _value(meta, "MediaStorageSOPClassUID") or fallback)
+        if not modality:
+            _set(h, "Modality", _MODALITY_OF_CLASS.get(str(h.SOPClassUID), "OT"))
+        if not _has(h, "StudyInstanceUID"):
+            _set(h, "StudyInstanceUID", study)
+        if not _has(h, "SeriesInstanceUID"):
+            _set(h, "SeriesInstanceUID", series)
+        for keyword in _TYPE2_PATIENT_STUDY:
+            if keyword not in h or h[keyword].value is None:
+                _set(h, keyword, "")
+        needs_frame = positioned or str(h.SOPClassUID) in (CTImageStorage, EnhancedCTImageStorage)
+        if not _has(h, "FrameOfReferenceUID") and needs_frame:
+            frame_of_reference = frame_of_reference or hd.UID()
+            _set(h, "FrameOfReferenceUID", frame_of_reference)
+        elif "FrameOfReferenceUID" in h and not _has(h, "FrameOfReferenceUID"):
+            del h.FrameOfReferenceUID
+        if "PixelSpacing" in h and not _positive(h.get("PixelSpacing"), 2):
+            del h.PixelSpacing
+        if "SliceThickness" in h and not _positive(h.get("SliceThickness"), 1):
+            del h.SliceThickness
+        if _value(h, "PatientIdentityRemoved").upper() == "YES" and not (
+            _has(h, "DeidentificationMethod") or "DeidentificationMethodCodeSequence" in h
+        ):
+            _set(h, "DeidentificationMethod", DEIDENTIFICATION_UNSTATED)
+        references = h.get("ReferencedStudySequence")
+        if references is not None and not all(
+            _has(item, "ReferencedSOPClassUID") and _has(item, "ReferencedSOPInstanceUID")
+            for item in references
+        ):
+            del h.ReferencedStudySequence
+    return copies
+
+
+def _copy(header: Dataset) -> Dataset:
+    """A new dataset sharing the header's elements, without pixel data and private elements
+    (the SEG copies neither); :func:`_set` replaces an element instead of changing it, so
+    that the caller's header stays as it was."""
+    out = Dataset()
+    for element in header:
+        if element.tag not in _PIXEL_TAGS and not element.tag.is_private:
+            out.add(element)
+    meta = getattr(header, "file_meta", None)
+    out.file_meta = copy.deepcopy(meta) if meta is not None else FileMetaDataset()
+    return out
+
+
+def _set(ds: Dataset, keyword: str, value: object) -> None:
+    """Set ``keyword`` to a new element (never the shared one of the source header)."""
+    if keyword in ds:
+        del ds[keyword]
+    setattr(ds, keyword, value)
+
+
+def _has(ds: Dataset, keyword: str) -> bool:
+    return bool(str(ds.get(keyword) or "").strip())
+
+
+def _value(ds: Dataset, keyword: str) -> str:
+    return str(ds.get(keyword) or "").strip()
+
+
+def _first(headers: Sequence[Dataset], keyword: str) -> str:
+    return next((_value(h, keyword) for h in headers if _has(h, keyword)), "")
+
+
+def _positive(value: object, count: int) -> bool:
+    """Whether ``value`` is ``count`` finite positive numbers (DS values)."""
+    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    try:
+        numbers = [float(v) for v in items]  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return len(numbers) == count and all(math.isfinite(n) and n > 0 for n in numbers)
