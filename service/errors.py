@@ -113,3 +113,30 @@ class PacsTooLargeError(PacsError, InputTooLargeError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False, status=None)
+
+
+class UnauthenticatedError(LungsegError):
+    """The request carries no credential, or one that is not valid (unknown API key; a token
+    badly signed, expired, for another audience or issuer). ``str(err)`` never quotes it.
+
+    ``error`` is the RFC 6750 error code when a credential was presented (``invalid_token``),
+    None when there was none.
+    """
+
+    def __init__(self, message: str, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class ForbiddenError(LungsegError):
+    """The caller is authenticated but lacks the scope the operation needs (``scopes``: any
+    one of them would do)."""
+
+    def __init__(self, message: str, scopes: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.scopes = scopes
+
+
+class AuthUnavailableError(BusyError):
+    """The identity provider's signing keys cannot be fetched: tokens cannot be checked for now
+    (never fetched yet and the JWKS endpoint does not answer); retry later."""

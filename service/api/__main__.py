@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from service.api.auth import AuthConfigError, Authenticator
 from service.api.metrics import MULTIPROC_ENV
 from service.api.settings import get_settings
 
@@ -55,6 +56,11 @@ def main() -> None:
     # pydicom's warnings can quote element values (names, dates): keep them out of the log.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+    try:  # before binding: no service off loopback without authentication (README, Security)
+        Authenticator.from_settings(settings)
+    except AuthConfigError as err:
+        log.critical("refusing to start: %s", err)
+        raise SystemExit(2) from None
     with metrics_folder(settings.workers) as folder:
         if folder is not None:
             log.info(

@@ -1,14 +1,17 @@
 """Dependencies of the handlers: what the lifespan built, as ``Annotated`` aliases, the
-admission of requests that do work, and the uploaded file."""
+authentication and scopes of a request, the admission of requests that do work, and the
+uploaded file."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.admission import Admission
+from service.api.auth import SCOPES, Authenticator, Principal
 from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.api.uploads import Upload, UploadLimits, read_upload
@@ -73,3 +76,61 @@ async def zip_upload(request: Request, settings: SettingsDep) -> Upload | None:
 
 ImageUpload = Annotated[bytes, Depends(image_upload)]
 ZipUpload = Annotated[Upload | None, Depends(zip_upload)]
+
+
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="an API key or an OIDC access token (JWT): `Authorization: Bearer <value>`",
+)
+API_KEY = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="an API key, instead of Authorization"
+)
+BearerCredential = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+ApiKeyCredential = Annotated[str | None, Depends(API_KEY)]
+
+
+def authenticator(request: Request) -> Authenticator:
+    return request.app.state.authenticator
+
+
+AuthenticatorDep = Annotated[Authenticator, Depends(authenticator)]
+
+
+async def principal(
+    request: Request, auth: AuthenticatorDep, bearer: BearerCredential, api_key: ApiKeyCredential
+) -> Principal:
+    """Who sends the request (401 without a valid credential while authentication is on),
+    also put on ``request.state.principal`` for the audit log."""
+    found = await auth.authenticate(bearer.credentials if bearer else None, api_key)
+    request.state.principal = found
+    return found
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+def require(*scopes: str) -> Callable[..., Awaitable[Principal]]:
+    """A route-level dependency: the caller must hold ``admin`` or one of ``scopes`` (401
+    without a valid credential, 403 without the scope). Solved before the other
+    dependencies of the route (admission, upload) when listed first::
+
+        router = APIRouter(dependencies=[Depends(require("segment"))])
+    """
+    unknown = set(scopes) - set(SCOPES)
+    if not scopes or unknown:
+        raise ValueError(f"require() needs scopes among {SCOPES}, not {sorted(unknown)}")
+
+    async def scoped(who: PrincipalDep, auth: AuthenticatorDep) -> Principal:
+        auth.authorize(who, scopes)
+        return who
+
+    scoped.__name__ = f"require_{'_or_'.join(scopes)}"
+    return scoped
+
+
+async def metrics_access(
+    request: Request, auth: AuthenticatorDep, bearer: BearerCredential, api_key: ApiKeyCredential
+) -> None:
+    """GET /metrics: open, unless LUNGSEG_METRICS_AUTH=1 (then the scope metrics or admin)."""
+    if auth.metrics_auth:
+        auth.authorize_metrics(await principal(request, auth, bearer, api_key))

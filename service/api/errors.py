@@ -28,6 +28,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
     (errors.UnsupportedMediaError, 415),
     (errors.InputTooLargeError, 413),
     (errors.InvalidParameterError, 422),
+    (errors.UnauthenticatedError, 401),
+    (errors.ForbiddenError, 403),
     (errors.NotFoundError, 404),
     (errors.UploadTimeoutError, 408),
     (errors.InvalidInputError, 400),
@@ -38,6 +40,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
 
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
     400: "empty upload, malformed request or bad archive",
+    401: "no credential, or one that is not valid (see WWW-Authenticate)",
+    403: "the credential lacks the scope this operation needs",
     404: "unknown id or set",
     408: "the upload stopped sending data (LUNGSEG_UPLOAD_TIMEOUT_S)",
     413: "upload or image too large",
@@ -102,6 +106,8 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     )
     if isinstance(exc, errors.BusyError):
         return busy(exc, request.url.path)
+    if isinstance(exc, errors.UnauthenticatedError | errors.ForbiddenError):
+        return refused(exc, request.url.path)
     extra = {}
     if isinstance(exc, errors.InvalidParameterError) and exc.parameter:
         extra["errors"] = [{"loc": ["query", exc.parameter], "msg": str(exc), "type": "value"}]
@@ -112,6 +118,20 @@ def busy(exc: errors.BusyError, instance: str) -> JSONResponse:
     """503 problem+json with ``Retry-After`` for a refusal at capacity."""
     response = problem(503, str(exc), slug(type(exc)), instance)
     response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+def refused(
+    exc: errors.UnauthenticatedError | errors.ForbiddenError, instance: str
+) -> JSONResponse:
+    """401 or 403 problem+json with the RFC 6750 ``WWW-Authenticate: Bearer`` challenge."""
+    challenge = 'Bearer realm="lungseg"'
+    if isinstance(exc, errors.ForbiddenError):
+        challenge += f', error="insufficient_scope", scope="{" ".join(exc.scopes)}"'
+    elif exc.error:
+        challenge += f', error="{exc.error}"'
+    response = problem(status_of(exc), str(exc), slug(type(exc)), instance)
+    response.headers["WWW-Authenticate"] = challenge
     return response
 
 

@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service import NOT_A_MEDICAL_DEVICE, __version__
 from service.api import errors, openapi
+from service.api.auth import Authenticator
 from service.api.lifespan import lifespan_for
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.request_id import RequestIdMiddleware
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
     )
     app.state.settings = settings
+    app.state.authenticator = Authenticator.from_settings(settings)
     app.state.metrics = Metrics.create()
     errors.install(app)
     openapi.install(app)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.cpus import WorkerShare
@@ -25,6 +25,54 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="port to bind")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     log_level: str = Field("info", description="logging level")
+    auth: Literal["auto", "required", "none"] = Field(
+        "auto",
+        description="authentication: auto = on when API keys or OIDC are configured (without "
+        "them only a loopback bind may start), required = refuse to start without them, "
+        "none = off (explicit opt-out)",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="API keys, one client per line: <client-name> <sha256-hex-of-key> "
+        "<scope>[,<scope>...]",
+    )
+    oidc_issuer: str | None = Field(None, description="OIDC: the tokens' `iss`")
+    oidc_audience: str | None = Field(None, description="OIDC: the `aud` tokens must carry")
+    oidc_jwks_url: str | None = Field(
+        None, description="OIDC: the identity provider's JWKS (https; http only on loopback)"
+    )
+    oidc_jwks_file: Path | None = Field(
+        None, description="OIDC: the signing keys as a JWKS file, instead of the URL"
+    )
+    oidc_leeway_s: float = Field(
+        30.0, ge=0, le=300, description="OIDC: clock skew allowed on exp, nbf and iat (s)"
+    )
+    oidc_jwks_cache_s: float = Field(
+        300.0, gt=0, description="OIDC: the signing keys are fetched again after this long (s)"
+    )
+    oidc_jwks_min_refresh_s: float = Field(
+        10.0,
+        ge=1,
+        description="OIDC: at most one JWKS fetch per this many seconds (an unknown `kid` "
+        "triggers one)",
+    )
+    metrics_auth: bool = Field(
+        False, description="GET /metrics needs the scope metrics (or admin); off = open"
+    )
+
+    @field_validator(
+        "api_keys_file",
+        "oidc_issuer",
+        "oidc_audience",
+        "oidc_jwks_url",
+        "oidc_jwks_file",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An empty variable (e.g. from an optional Kubernetes secret key) means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     models_dir: Path = Field(REPO_ROOT / "models", description="folder of <name>/<version>/ models")
     default_model: str = Field(
         "unet", description="model kind used when a request names none (falls back if missing)"

@@ -8,10 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import RunnerDep, SegmenterDep, SettingsDep, ZipUpload
+from service.api.auth import BENCHMARK
+from service.api.deps import RunnerDep, SegmenterDep, SettingsDep, ZipUpload, require
 from service.api.errors import problems
 from service.api.schemas import BenchmarkJob, BenchmarkList, History, HistoryRun
 from service.api.settings import Settings
@@ -20,7 +21,12 @@ from service.benchmark.table import history
 from service.datasets import LabelledSet, read_set
 from service.errors import InvalidInputError, LungsegError, NotFoundError
 
-router = APIRouter(prefix="/v1/benchmark", tags=["benchmark"])
+router = APIRouter(
+    prefix="/v1/benchmark",
+    tags=["benchmark"],
+    dependencies=[Depends(require(BENCHMARK))],  # before the queue place and the upload
+    responses=problems(401, 403),
+)
 ZIP_BODY = {
     "requestBody": {
         "required": False,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import MetricsDep
+from service.api.deps import MetricsDep, metrics_access
+from service.api.errors import problems
 from service.api.schemas import Health
 
 router = APIRouter(tags=["operations"])
@@ -33,7 +34,18 @@ def readyz(request: Request) -> Health | JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response, include_in_schema=True)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    include_in_schema=True,
+    dependencies=[Depends(metrics_access)],
+    responses=problems(401, 403),
+    openapi_extra={"security": [{}]},  # open unless LUNGSEG_METRICS_AUTH=1
+)
 def prometheus(metrics: MetricsDep) -> Response:
-    """Prometheus text exposition of the ``lungseg_`` metrics (summed over the workers)."""
+    """Prometheus text exposition of the ``lungseg_`` metrics (summed over the workers).
+
+    Open by default (cluster-internal scraping); with LUNGSEG_METRICS_AUTH=1 it needs the scope
+    metrics or admin.
+    """
     return Response(generate_latest(metrics.exposition), media_type=CONTENT_TYPE_LATEST)

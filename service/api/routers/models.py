@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import onnxruntime as ort
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from service.api.deps import SegmenterDep
+from service.api.auth import BENCHMARK, SEGMENT
+from service.api.deps import SegmenterDep, require
+from service.api.errors import problems
 from service.api.schemas import ModelEntry, ModelsResponse
 
-router = APIRouter(prefix="/v1", tags=["models"])
+# The cards are what a client of either scope needs to choose a model and cite it.
+router = APIRouter(
+    prefix="/v1",
+    tags=["models"],
+    dependencies=[Depends(require(SEGMENT, BENCHMARK))],
+    responses=problems(401, 403),
+)
 
 
 @router.get("/models", response_model=ModelsResponse)

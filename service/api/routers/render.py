@@ -11,14 +11,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import ImageUpload, SegmenterDep, admitted
+from service.api.auth import SEGMENT
+from service.api.deps import ImageUpload, SegmenterDep, admitted, require
 from service.api.errors import problems
 from service.api.uploads import IMAGE_BODY
 from service.encoders.display import LUNG_WINDOW, render_png
 from service.models.segmenter import Segmenter
 from service.pipeline.params import CtWindow
 
-router = APIRouter(prefix="/v1", tags=["render"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["render"],
+    dependencies=[Depends(require(SEGMENT))],  # before admission and the upload
+    responses=problems(401, 403),
+)
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "8-bit grayscale PNG"},
     **problems(400, 408, 413, 415, 422, 503),

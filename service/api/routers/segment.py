@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import ImageUpload, MetricsDep, SegmenterDep, admitted
+from service.api.auth import SEGMENT
+from service.api.deps import ImageUpload, MetricsDep, SegmenterDep, admitted, require
 from service.api.errors import problems
 from service.api.schemas import FrameResult, MaskSet, ModelRef, Rle, SegmentResponse, Timings
 from service.api.uploads import IMAGE_BODY
@@ -15,7 +16,12 @@ from service.encoders import ENCODERS, encoder_for
 from service.models.segmenter import ModalityChoice
 from service.pipeline.result import EncodedMasks, Segmentation
 
-router = APIRouter(prefix="/v1", tags=["segment"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["segment"],
+    dependencies=[Depends(require(SEGMENT))],  # before admission and the upload
+    responses=problems(401, 403),
+)
 MODEL_HELP = "model kind: unet, cnn or threshold (GET /v1/models lists what is installed)"
 
 

@@ -1,7 +1,7 @@
 // Viewer: one upload, one or two models, masks drawn over the decoded image.
 //   POST /v1/render                    the decoded first frame as a PNG (DICOM, HU windowed)
 //   POST /v1/segment?format=png        masks as base64 PNG (0/255) in the same size and order
-import { ROOT, fmt, node } from "./common.js";
+import { apiFetch, fmt, node } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const LUNG = [47, 127, 208];
@@ -11,7 +11,7 @@ const shown = []; // [{figure, base, masks, body}] kept to redraw when the opaci
 async function post(path, file) {
   const form = new FormData();
   form.append("file", file, file.name);
-  const response = await fetch(`${ROOT}${path}`, { method: "POST", body: form });
+  const response = await apiFetch(path, { method: "POST", body: form });
   if (!response.ok) {
     const problem = await response.json().catch(() => ({}));
     throw new Error(problem.detail || `${path}: HTTP ${response.status}`);
