@@ -85,6 +85,33 @@ class UploadTimeoutError(InvalidInputError):
     """The upload stopped arriving, or arrived too slowly, before it was complete."""
 
 
+class UnauthenticatedError(LungsegError):
+    """The request carries no credential, or one that is not valid (unknown API key; a token
+    badly signed, expired, for another audience or issuer). ``str(err)`` never quotes it.
+
+    ``error`` is the RFC 6750 error code when a credential was presented (``invalid_token``),
+    None when there was none.
+    """
+
+    def __init__(self, message: str, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class ForbiddenError(LungsegError):
+    """The caller is authenticated but lacks the scope the operation needs (``scopes``: any
+    one of them would do)."""
+
+    def __init__(self, message: str, scopes: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.scopes = scopes
+
+
+class AuthUnavailableError(BusyError):
+    """The identity provider's signing keys cannot be fetched: tokens cannot be checked for now
+    (never fetched yet and the JWKS endpoint does not answer); retry later."""
+
+
 class PacsError(LungsegError):
     """The PACS (DICOMweb) could not be reached or refused a request; the message names the
     operation and the reason, never a UID or patient data.
@@ -113,30 +140,3 @@ class PacsTooLargeError(PacsError, InputTooLargeError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False, status=None)
-
-
-class UnauthenticatedError(LungsegError):
-    """The request carries no credential, or one that is not valid (unknown API key; a token
-    badly signed, expired, for another audience or issuer). ``str(err)`` never quotes it.
-
-    ``error`` is the RFC 6750 error code when a credential was presented (``invalid_token``),
-    None when there was none.
-    """
-
-    def __init__(self, message: str, error: str | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-
-
-class ForbiddenError(LungsegError):
-    """The caller is authenticated but lacks the scope the operation needs (``scopes``: any
-    one of them would do)."""
-
-    def __init__(self, message: str, scopes: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.scopes = scopes
-
-
-class AuthUnavailableError(BusyError):
-    """The identity provider's signing keys cannot be fetched: tokens cannot be checked for now
-    (never fetched yet and the JWKS endpoint does not answer); retry later."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from service.api.main import create_app
+from service.api.settings import Settings
 from tests.postgres import PostgresServer, PostgresUnavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +67,29 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Factory: ``make_client(**settings)`` -> a started TestClient (lifespan run)."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: object) -> TestClient:
+        values: dict[str, object] = {
+            "models_dir": REPO_ROOT / "models",
+            "database_url": f"sqlite:///{tmp_path / 'runs.db'}",
+        }
+        values.update(overrides)
+        client = TestClient(create_app(Settings(**values)))  # type: ignore[arg-type]
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()

@@ -6,13 +6,13 @@ import logging
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
 
+from service.api import logs
 from service.api.auth import AuthConfigError, Authenticator
 from service.api.metrics import MULTIPROC_ENV
 from service.api.settings import get_settings
@@ -49,13 +49,7 @@ def metrics_folder(workers: int) -> Iterator[Path | None]:
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # pydicom's warnings can quote element values (names, dates): keep them out of the log.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+    logs.configure(settings.log_level, settings.log_format)
     try:  # before binding: no service off loopback without authentication (README, Security)
         Authenticator.from_settings(settings)
     except AuthConfigError as err:

@@ -15,7 +15,8 @@ from service.api.auth import SCOPES, Authenticator, Principal
 from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.api.uploads import Upload, UploadLimits, read_upload
-from service.benchmark.jobs import BenchmarkRunner
+from service.benchmark.archive import ExtractionArea
+from service.benchmark.jobs import BenchmarkRunner, Reservation
 from service.models.segmenter import Segmenter
 
 
@@ -35,10 +36,29 @@ def runner(request: Request) -> BenchmarkRunner:
     return request.app.state.runner
 
 
+def extractions(request: Request) -> ExtractionArea:
+    return request.app.state.extractions
+
+
 SettingsDep = Annotated[Settings, Depends(settings)]
 SegmenterDep = Annotated[Segmenter, Depends(segmenter)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
 RunnerDep = Annotated[BenchmarkRunner, Depends(runner)]
+ExtractionsDep = Annotated[ExtractionArea, Depends(extractions)]
+
+
+async def benchmark_place(runner: RunnerDep) -> AsyncIterator[Reservation]:
+    """A place in the worker's benchmark queue, taken before the upload is read (503 when
+    none is free); freed at the end of the request unless a submitted run took it."""
+    place = runner.reserve()
+    try:
+        yield place
+    finally:
+        if not place.taken:
+            place.release()
+
+
+BenchmarkPlace = Annotated[Reservation, Depends(benchmark_place)]
 
 
 async def admitted(request: Request) -> AsyncIterator[None]:
@@ -56,10 +76,18 @@ async def admitted(request: Request) -> AsyncIterator[None]:
         yield
 
 
+def upload_limits(settings: Settings, max_bytes: int) -> UploadLimits:
+    return UploadLimits(
+        max_bytes,
+        settings.upload_timeout_s,
+        settings.upload_min_bytes_per_s,
+        settings.upload_deadline_s,
+    )
+
+
 async def image_upload(request: Request, settings: SettingsDep) -> bytes:
     """The uploaded image (multipart ``file`` or a raw body), at most LUNGSEG_MAX_UPLOAD_BYTES."""
-    limits = UploadLimits(settings.max_upload_bytes, settings.upload_timeout_s)
-    return (await read_upload(request, limits)).data
+    return (await read_upload(request, upload_limits(settings, settings.max_upload_bytes))).data
 
 
 async def zip_upload(request: Request, settings: SettingsDep) -> Upload | None:
@@ -70,8 +98,7 @@ async def zip_upload(request: Request, settings: SettingsDep) -> Upload | None:
     )
     if not has_body and not request.headers.get("content-type"):
         return None
-    limits = UploadLimits(settings.benchmark_max_zip_bytes, settings.upload_timeout_s)
-    return await read_upload(request, limits)
+    return await read_upload(request, upload_limits(settings, settings.benchmark_max_zip_bytes))
 
 
 ImageUpload = Annotated[bytes, Depends(image_upload)]

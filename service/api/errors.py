@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service import errors
 from service.api import request_id
@@ -155,16 +156,30 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     response = problem(code, str(detail), kind, request.url.path)
     if isinstance(exc, StarletteHTTPException) and exc.headers:
         response.headers.update(exc.headers)
+    if code == 405:  # every method the path has, not only those of the first route matched
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
     return response
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    rid = request_id.current.get()
-    log.exception("request %s: unhandled error on %s %s", rid, request.method, request.url.path)
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app fully matches for this request's path (sorted)."""
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.routes
+        )
+    ]
+
+
+def internal_error(rid: str, instance: str) -> JSONResponse:
+    """The 500 of a bug: nothing about it but the request id to look it up in the log."""
     detail = f"internal error; see the service log (request {rid})"
-    response = problem(500, detail, "internal", request.url.path)
-    response.headers["X-Request-ID"] = rid
-    return response
+    return problem(500, detail, "internal", instance)
 
 
 def install(app: FastAPI) -> None:
@@ -172,4 +187,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.LungsegError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Exception, _unexpected)

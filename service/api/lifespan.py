@@ -15,6 +15,7 @@ from service import NOT_A_MEDICAL_DEVICE
 from service.api.admission import Admission
 from service.api.metrics import Metrics
 from service.api.settings import Settings
+from service.benchmark.archive import ExtractionArea
 from service.benchmark.jobs import BenchmarkRunner
 from service.benchmark.store import RunStore
 from service.models.segmenter import Segmenter
@@ -50,6 +51,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         if interrupted:
             log.warning("%d benchmark runs had lost their worker: marked interrupted", interrupted)
         app.state.segmenter = segmenter
+        app.state.extractions = ExtractionArea(settings.benchmark_disk_quota_bytes)
         app.state.runner = BenchmarkRunner(
             store, segmenter, max_pending=settings.benchmark_max_pending
         )
@@ -68,6 +70,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             yield
         finally:
             app.state.runner.shutdown()
+            app.state.extractions.close()
             segmenter.close()
             store.engine.dispose()
             metrics.worker_exited()

@@ -25,6 +25,14 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="port to bind")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     log_level: str = Field("info", description="logging level")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='browser origins allowed to call the API, JSON: ["https://pacs.example"]; '
+        "none = CORS off",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines as plain text or one JSON object per line"
+    )
     auth: Literal["auto", "required", "none"] = Field(
         "auto",
         description="authentication: auto = on when API keys or OIDC are configured (without "
@@ -103,6 +111,14 @@ class Settings(BaseSettings):
     upload_timeout_s: float = Field(
         30.0, gt=0, description="an upload that sends no data for this long is refused (408)"
     )
+    upload_min_bytes_per_s: float = Field(
+        16384.0,
+        ge=0,
+        description="an upload slower than this on average (after 5 s) is refused (408); 0 = off",
+    )
+    upload_deadline_s: float = Field(
+        600.0, ge=0, description="an upload not complete after this long is refused (408); 0 = off"
+    )
     max_pixels: int = Field(
         80_000_000, ge=1, description="largest image, all frames (pixels), checked before decoding"
     )
@@ -135,6 +151,11 @@ class Settings(BaseSettings):
         2 * 1024 * 1024 * 1024, ge=1, description="largest total size once unzipped (zip bombs)"
     )
     benchmark_max_files: int = Field(100_000, ge=1, description="most entries in a zip upload")
+    benchmark_disk_quota_bytes: int = Field(
+        4 * 1024 * 1024 * 1024,
+        ge=1,
+        description="most bytes of uploaded sets a worker keeps extracted at once; more: 503",
+    )
 
     @property
     def share(self) -> WorkerShare:

@@ -8,12 +8,15 @@ clients and PACS bridges post it; also ``application/octet-stream``, ``image/png
 Guards, so that neither a large nor a slow client can hold a worker: a declared
 ``Content-Length`` over the limit is refused before anything is read (413); the bytes are
 counted while they stream in, with or without a Content-Length (413); a body that stops
-arriving for ``idle_timeout_s`` is refused (408).
+arriving for ``idle_timeout_s``, that arrives slower than ``min_bytes_per_s`` on average (after
+a grace of ``GRACE_S``), or that is not complete after ``deadline_s`` is refused (408), so slow
+senders cannot hold the worker's admissions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +40,8 @@ RAW_TYPES = frozenset(
     {"application/dicom", "application/octet-stream", "image/png", "image/jpeg", "image/jpg"}
 )
 MULTIPART = "multipart/form-data"
+GRACE_S = 5.0
+"""Seconds at the start of a body before its average rate is checked (connection set-up)."""
 
 IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -71,10 +76,25 @@ class Upload:
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """``max_bytes``: the largest file; ``idle_timeout_s``: the longest pause in the body."""
+    """``max_bytes``: the largest file; ``idle_timeout_s``: the longest pause in the body;
+    ``min_bytes_per_s``: the lowest average rate (0: none); ``deadline_s``: the longest time
+    the whole body may take (0: none)."""
 
     max_bytes: int
     idle_timeout_s: float
+    min_bytes_per_s: float = 0.0
+    deadline_s: float = 0.0
+
+    def wait_s(self, elapsed: float, received: int) -> tuple[float, str]:
+        """How long the next chunk may take, and what is refused when it takes longer."""
+        waits = [(self.idle_timeout_s, f"no data for {self.idle_timeout_s:g} s")]
+        if self.deadline_s > 0:
+            waits.append((self.deadline_s - elapsed, f"not complete after {self.deadline_s:g} s"))
+        if self.min_bytes_per_s > 0:
+            due = GRACE_S + received / self.min_bytes_per_s - elapsed
+            waits.append((due, f"slower than {self.min_bytes_per_s:g} bytes/s"))
+        wait, reason = min(waits)
+        return max(wait, 0.0), reason
 
 
 def media_type(request: Request) -> tuple[str, dict[bytes, bytes]]:
@@ -92,15 +112,15 @@ async def _chunks(request: Request, limits: UploadLimits, budget: int) -> AsyncI
         )
     stream = request.stream().__aiter__()
     received = 0
+    start = time.monotonic()
     while True:
+        wait, reason = limits.wait_s(time.monotonic() - start, received)
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), limits.idle_timeout_s)
+            chunk = await asyncio.wait_for(stream.__anext__(), wait)
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise UploadTimeoutError(
-                f"the upload stalled: no data for {limits.idle_timeout_s:g} s"
-            ) from None
+            raise UploadTimeoutError(f"the upload stalled: {reason}") from None
         except ClientDisconnect:
             raise InvalidInputError("the client closed the connection during the upload") from None
         received += len(chunk)

@@ -1,81 +1,100 @@
-"""Safe extraction of an uploaded labelled set (zip) into a fresh temporary folder.
+"""An uploaded labelled set (zip) extracted into a private folder of this worker, bounded.
 
-Guards: corrupt archives, too many entries, too many bytes once expanded (checked against both
-the declared sizes and the bytes actually written), extreme compression ratios (zip bombs),
-absolute paths, ``..`` components and symbolic links (paths escaping the archive).
+The archive's guards (corrupt, too many entries, expanded size, zip bombs, paths escaping it,
+links) are those of ``service.imaging.archive``, which hands the entries out one at a time.
+Extracted sets hold patient images, so they live only while their run does:
+
+* each worker process extracts into its own folder (``lungseg-<pid>-*`` under the temporary
+  directory, mode 0700), one subfolder per upload, removed when the run ends or is refused;
+* the worker's folder is removed at shutdown, and a starting worker removes the folders of
+  workers that no longer run (after a crash or SIGKILL);
+* all of a worker's extracted sets together stay under a disk quota.
 """
 
 from __future__ import annotations
 
-import io
+import logging
+import os
 import shutil
-import stat
 import tempfile
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from service.errors import BadArchiveError
+from service.errors import BadArchiveError, BusyError
+from service.imaging.archive import iter_members
 
-MAX_RATIO = 250
-CHUNK = 1 << 20
-
-
-def _check_member(info: zipfile.ZipInfo) -> PurePosixPath:
-    name = info.filename.replace("\\", "/")
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
-        raise BadArchiveError(f"zip entry {info.filename!r} escapes the archive")
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise BadArchiveError(f"zip entry {info.filename!r} is a symbolic link")
-    if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
-        raise BadArchiveError(f"zip entry {info.filename!r} expands {MAX_RATIO}x+ (zip bomb?)")
-    return path
+log = logging.getLogger(__name__)
+PREFIX = "lungseg-"
 
 
-def _copy_limited(source: io.BufferedIOBase, target: Path, budget: int) -> int:
-    written = 0
-    with target.open("wb") as out:
-        while chunk := source.read(CHUNK):
-            written += len(chunk)
-            if written > budget:
-                raise BadArchiveError("the zip expands beyond the configured size limit")
-            out.write(chunk)
-    return written
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
-def extract_zip(data: bytes, max_bytes: int, max_files: int) -> Path:
-    """Extract ``data`` (zip bytes) into a new temporary folder and return that folder.
+def remove_stale(parent: Path) -> int:
+    """Remove the extraction folders of worker processes that are gone; returns how many."""
+    removed = 0
+    for folder in parent.glob(f"{PREFIX}*-*"):
+        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)) and int(pid) != os.getpid():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.warning("removed %d extraction folders left by stopped workers", removed)
+    return removed
 
-    The caller owns the folder and removes it (``shutil.rmtree``) when done.
-    Raises BadArchiveError for every problem with the archive.
+
+class ExtractionArea:
+    """This worker's private folder for extracted uploads, with a disk quota.
+
+    Args:
+        quota_bytes: most bytes all sets extracted by this worker may hold at once.
+        parent: where the worker's folder is made (default: the temporary directory).
     """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as err:
-        raise BadArchiveError(f"not a readable zip archive: {err}") from err
-    members = archive.infolist()
-    if len(members) > max_files:
-        raise BadArchiveError(f"the zip has {len(members)} entries, the limit is {max_files}")
-    if sum(m.file_size for m in members) > max_bytes:
-        raise BadArchiveError(f"the zip expands beyond {max_bytes} bytes")
-    checked = [(m, _check_member(m)) for m in members]
-    root = Path(tempfile.mkdtemp(prefix="lungseg-set-"))
-    try:
-        budget = max_bytes
-        for info, path in checked:
-            target = root.joinpath(*path.parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as source:
-                budget -= _copy_limited(source, target, budget)  # type: ignore[arg-type]
-    except (BadArchiveError, zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        shutil.rmtree(root, ignore_errors=True)
-        if isinstance(err, BadArchiveError):
+
+    def __init__(self, quota_bytes: int, parent: Path | None = None) -> None:
+        self.parent = Path(parent or tempfile.gettempdir())
+        remove_stale(self.parent)
+        self.root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=self.parent))
+        self.quota_bytes = quota_bytes
+
+    def used_bytes(self) -> int:
+        """Bytes held by the sets extracted now."""
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def extract(self, data: bytes, max_bytes: int, max_files: int) -> Path:
+        """Extract the zip ``data`` into a new subfolder; the caller removes it when done.
+
+        Raises:
+            BadArchiveError: every problem with the archive (the partial folder is removed).
+            BusyError: the worker's quota has no room for another set now.
+        """
+        room = self.quota_bytes - self.used_bytes()
+        if room <= 0:
+            raise BusyError("the worker's disk quota for uploaded sets is in use; retry later", 30)
+        folder = Path(tempfile.mkdtemp(prefix="set-", dir=self.root))
+        try:
+            budget = min(max_bytes, room)
+            for member in iter_members(data, max_bytes=budget, max_files=max_files):
+                target = folder.joinpath(*member.name.split("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(member.data)
+        except OSError as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise BadArchiveError(f"the zip could not be extracted ({type(err).__name__})") from err
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
             raise
-        raise BadArchiveError(f"the zip is corrupt: {err}") from err
-    return root
+        return folder
+
+    def close(self) -> None:
+        """Remove every set of this worker (at shutdown)."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def find_set_root(folder: Path) -> Path:

@@ -103,6 +103,29 @@ def score_models(
     return BenchmarkResults(labelled.name, labelled.layout, entries)
 
 
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Reservation:
+    """A place in a runner's queue; ``release`` frees it once (later calls do nothing).
+    ``taken`` is set when a submitted run owns it (the run frees it when it ends)."""
+
+    def __init__(self, runner: BenchmarkRunner) -> None:
+        self._runner = runner
+        self._lock = threading.Lock()
+        self._held = True
+        self.taken = False
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._runner._free()
+
+
 class BenchmarkRunner:
     """Runs benchmark jobs one at a time in a worker thread; results go to ``store``.
 
@@ -130,42 +153,59 @@ class BenchmarkRunner:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lungseg-benchmark")
         self._heartbeat = Heartbeat([store], heartbeat_s)
 
-    def submit(
-        self, labelled: LabelledSet, models: list[str], cleanup: Path | None = None
-    ) -> tuple[dict[str, Any], Future[None]]:
-        """Queue a run; ``cleanup`` (an extracted upload) is removed when the run ends, or at
-        once when the queue is full (``BusyError``)."""
-        self._reserve(cleanup)
-        try:
-            run_id = str(uuid.uuid4())
-            record = self.store.create(run_id, labelled.name, list(models), len(labelled.samples))
-            future = self._pool.submit(self._run, run_id, labelled, models, cleanup)
-        except BaseException:
-            self._release(cleanup)
-            raise
-        return record, future
+    def reserve(self) -> Reservation:
+        """A place in this worker's queue, taken before the upload is read or extracted.
 
-    def _reserve(self, cleanup: Path | None) -> None:
+        Raises:
+            BusyError: ``max_pending`` runs are queued or running (503 + Retry-After).
+        """
         with self._pending_lock:
             if self._pending < self.max_pending:
                 self._pending += 1
-                return
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)
+                return Reservation(self)
         raise BusyError(
             f"{self.max_pending} benchmark runs are queued or running in this worker "
             "(LUNGSEG_BENCHMARK_MAX_PENDING); retry later",
             self.retry_after_s,
         )
 
-    def _release(self, cleanup: Path | None) -> None:
+    def _free(self) -> None:
         with self._pending_lock:
             self._pending -= 1
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)
+
+    def submit(
+        self,
+        labelled: LabelledSet,
+        models: list[str],
+        cleanup: Path | None = None,
+        reservation: Reservation | None = None,
+    ) -> tuple[dict[str, Any], Future[None]]:
+        """Queue a run in ``reservation``'s place (one is taken when none is given); the
+        place is freed and ``cleanup`` (an extracted upload) removed when the run ends, or
+        at once when no place is free (``BusyError``)."""
+        try:
+            place = reservation or self.reserve()
+        except BusyError:
+            _remove(cleanup)
+            raise
+        try:
+            run_id = str(uuid.uuid4())
+            record = self.store.create(run_id, labelled.name, list(models), len(labelled.samples))
+            future = self._pool.submit(self._run, run_id, labelled, models, cleanup, place)
+        except BaseException:
+            place.release()
+            _remove(cleanup)
+            raise
+        place.taken = True
+        return record, future
 
     def _run(
-        self, run_id: str, labelled: LabelledSet, models: list[str], cleanup: Path | None
+        self,
+        run_id: str,
+        labelled: LabelledSet,
+        models: list[str],
+        cleanup: Path | None,
+        place: Reservation,
     ) -> None:
         try:
             self.store.set_status(run_id, "running")
@@ -179,7 +219,8 @@ class BenchmarkRunner:
         else:
             self.store.set_status(run_id, "done", results=results.to_dict())
         finally:
-            self._release(cleanup)
+            place.release()
+            _remove(cleanup)
 
     def shutdown(self) -> None:
         """Stop: queued runs are cancelled, and this runner's unfinished runs are recorded as

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from service.datasets.files import regular_file
 from service.datasets.labelled import LabelledSet, Sample
 
 QU_CLASSES = {"COVID-19": True, "Non-COVID": False, "Normal": False}
@@ -17,7 +18,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _existing(path: Path) -> Path | None:
-    return path if path.is_file() else None
+    return regular_file(path, "a mask of the set")
 
 
 def _qu_class_dirs(root: Path) -> Iterable[tuple[str | None, Path]]:
@@ -38,6 +39,7 @@ def read_covid_qu_ex(root: Path, name: str | None = None) -> LabelledSet:
         for image in sorted((class_dir / "images").iterdir()):
             if image.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            regular_file(image, "an image of the set")
             stem_id = f"{split + '/' if split else ''}{class_dir.name}/{image.stem}"
             samples.append(
                 Sample(

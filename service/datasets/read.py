@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 
 from service.datasets.covid_qu_ex import read_covid_qu_ex
+from service.datasets.files import read_file, regular_file
 from service.datasets.labelled import LabelledSet, Sample
-from service.datasets.ours import read_ours
+from service.datasets.ours import MANIFEST, read_ours
 from service.errors import InvalidInputError
-from service.imaging import decode
+from service.imaging import DEFAULT_MAX_PIXELS, decode
+from service.imaging.raster import check_pixel_limit, jpeg_size, png_size
 from service.imaging.types import DecodedImage
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def read_set(root: Path, name: str | None = None) -> LabelledSet:
     """Read a labelled set in either layout; raises InvalidInputError when neither is found."""
-    reader = read_ours if (root / "meta.csv").is_file() else read_covid_qu_ex
+    manifest = regular_file(root / MANIFEST, MANIFEST)
+    reader = read_ours if manifest is not None else read_covid_qu_ex
     found = reader(root, name)
     if not found.samples:
         raise InvalidInputError(
@@ -31,22 +34,31 @@ def read_set(root: Path, name: str | None = None) -> LabelledSet:
     return found
 
 
-def load_image(sample: Sample, max_pixels: int | None = None) -> DecodedImage:
-    """Decode a sample's image with the service's own decoder (one implementation)."""
-    data = sample.image.read_bytes()
-    return decode(data) if max_pixels is None else decode(data, max_pixels=max_pixels)
+def load_image(sample: Sample, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode a sample's image with the service's own decoder (one implementation), its size
+    and pixel count checked before it is read and decoded."""
+    return decode(read_file(sample.image, "an image of the set"), max_pixels=max_pixels)
 
 
-def load_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
+def load_mask(
+    path: Path | None, shape: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray | None:
     """Read a 0/255 mask as bool ``shape``; ``None`` when the set has no such mask.
 
-    A mask whose size differs from the image is resized with nearest-neighbour interpolation.
+    The mask file gets the image guards (size before reading, pixels from its header before
+    decoding). A mask whose size differs from the image is resized with nearest-neighbour
+    interpolation.
     """
     if path is None:
         return None
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    data = read_file(path, "a mask of the set")
+    size = png_size(data) or jpeg_size(data)
+    if size is not None:
+        check_pixel_limit(size[0], size[1], 1, max_pixels, "a mask of the set")
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if mask is None:
-        raise InvalidInputError(f"mask {path.name} cannot be read as an image")
+        raise InvalidInputError("a mask of the set cannot be read as an image")
+    check_pixel_limit(mask.shape[0], mask.shape[1], 1, max_pixels, "a mask of the set")
     if mask.shape != shape:
         mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return mask > 127

@@ -217,7 +217,7 @@ def encode_seg(
         seg.PatientOrientation = headers[0].get("PatientOrientation") or ""  # type 2C
     buffer = io.BytesIO()
     seg.save_as(buffer, enforce_file_format=True)
-    return EncodedFile(FORMAT, MEDIA_TYPE, buffer.getvalue(), f"{seg.SOPInstanceUID}.dcm")
+    return EncodedFile(FORMAT, MEDIA_TYPE, buffer.getvalue(), "lungseg-seg.dcm")
 
 
 def _version() -> str:

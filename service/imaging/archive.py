@@ -16,6 +16,7 @@ import io
 import logging
 import stat
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -62,7 +63,14 @@ class Member:
 
 
 def read_members(data: bytes, *, max_bytes: int, max_files: int) -> list[Member]:
-    """The regular files of the zip ``data``, in archive order, expanded in memory.
+    """The regular files of the zip ``data``, in archive order, expanded in memory (see
+    :func:`iter_members` for the guards)."""
+    return list(iter_members(data, max_bytes=max_bytes, max_files=max_files))
+
+
+def iter_members(data: bytes, *, max_bytes: int, max_files: int) -> Iterator[Member]:
+    """The regular files of the zip ``data``, one at a time in archive order (only the entry
+    being handed out is held expanded in memory).
 
     Args:
         data: the zip file's bytes.
@@ -91,16 +99,15 @@ def read_members(data: bytes, *, max_bytes: int, max_files: int) -> list[Member]
             f"the zip expands beyond {max_bytes} bytes (declared sizes): send a smaller archive"
         )
     checked = [(info, _checked_name(number, info)) for number, info in enumerate(infos, 1)]
-    members: list[Member] = []
-    budget = max_bytes
+    budget, count = max_bytes, 0
     for number, (info, name) in enumerate(checked, 1):
         if info.is_dir():
             continue
         content = _read_bounded(archive, info, number, budget)
         budget -= len(content)
-        members.append(Member(name=name, data=content))
-    logger.debug("zip read: %d file(s), %d bytes expanded", len(members), max_bytes - budget)
-    return members
+        count += 1
+        yield Member(name=name, data=content)
+    logger.debug("zip read: %d file(s), %d bytes expanded", count, max_bytes - budget)
 
 
 def _checked_name(number: int, info: zipfile.ZipInfo) -> str:

@@ -11,7 +11,8 @@ Schema versions:
 
 * 1: one output, ``output`` (the probabilities ``(N, 2, H, W)``).
 * 2: also ``score_output`` (the decision head's ``(N, 1)`` probability that infection is
-  present) and ``decision`` (its operating point: ``threshold``; what it was chosen on).
+  present) and ``decision`` (its operating point ``threshold`` and the lung checks:
+  ``service.pipeline.params.DecisionParams``; what they were chosen on).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from service.errors import ModelLoadError
 from service.imaging.types import Modality
 from service.models.base import LABELS, THRESHOLD, ModelInfo
-from service.pipeline.params import PostprocessParams, PreprocessParams
+from service.pipeline.params import DecisionParams, PostprocessParams, PreprocessParams
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
@@ -57,28 +58,6 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
-class DecisionParams:
-    """The operating point of the decision head: infection is reported as detected when the
-    head's score is at least ``threshold``. The rest of the card's ``decision`` object (what
-    it was chosen on, the sensitivity there) is kept in ``notes``."""
-
-    threshold: float
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> DecisionParams:
-        if not isinstance(data, dict) or "threshold" not in data:
-            raise ModelLoadError("model card: decision must be an object with a threshold")
-        threshold = float(data["threshold"])
-        if not 0.0 <= threshold <= 1.0:
-            raise ModelLoadError(f"model card: decision.threshold {threshold} is not in [0, 1]")
-        return cls(threshold, {k: v for k, v in data.items() if k != "threshold"})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, **self.notes}
-
-
-@dataclass(frozen=True)
 class ModelCard:
     """A parsed ``model.json``; ``provenance`` holds the descriptive rest verbatim."""
 
@@ -100,6 +79,11 @@ class ModelCard:
     def schema_version(self) -> int:
         """2 with a decision head (``score_output`` and ``decision``), else 1."""
         return 2 if self.score_output is not None else 1
+
+    @property
+    def decision_params(self) -> DecisionParams:
+        """The card's decision section, or the a-priori rules for a card without one."""
+        return self.decision or DecisionParams.a_priori(self.modality)
 
     @property
     def info(self) -> ModelInfo:

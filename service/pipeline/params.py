@@ -117,3 +117,60 @@ class PostprocessParams:
         if unknown:
             raise ModelLoadError(f"unknown postprocess keys in model card: {sorted(unknown)}")
         return cls(**data)
+
+
+A_PRIORI_LUNG = {"cxr": (0.05, 0.85), "ct": (0.002, 0.85)}
+"""``(min_lung_fraction, min_lung_confidence)`` for models whose card has no decision section
+(schema 1) and for the threshold segmenter: chosen before looking at any validation image
+from what a chest image is (CXR lungs cover 14-45 % of the film on COVID-QU-Ex training
+images, a CT slice through the lungs at least a fraction of a percent) and from the shipped
+models' certainty on their training images (mean lung probability inside the mask 0.95-0.99);
+see docs/models.md."""
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """How a frame's image-level decisions are made (``service.pipeline.decide``).
+
+    Attributes:
+        threshold: operating point of the decision head (infection detected when its score is
+            at least this), ``None`` for a model without a head (then any infection left after
+            post-processing counts).
+        min_lung_fraction: the lung must cover at least this fraction of the frame.
+        min_lung_confidence: the model's mean lung probability inside its lung mask must be at
+            least this (not checked for a backend without probabilities).
+        min_lung_inside_body: where Hounsfield units are known, at least this fraction of the
+            lung must lie inside the body.
+        notes: the rest of the card's ``decision`` object (what it was chosen on, its
+            sensitivity there), kept verbatim.
+    """
+
+    threshold: float | None
+    min_lung_fraction: float
+    min_lung_confidence: float
+    min_lung_inside_body: float = 0.5
+    notes: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def a_priori(cls, modality: str) -> DecisionParams:
+        """The rules for a model without a decision section (see ``A_PRIORI_LUNG``)."""
+        fraction, confidence = A_PRIORI_LUNG[modality]
+        return cls(None, fraction, confidence, notes={"source": "a priori (no decision head)"})
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "notes"}
+        return {**values, **self.notes}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecisionParams:
+        """From a card's ``decision`` object: every field but ``notes`` required, the other
+        keys kept as notes."""
+        names = [f.name for f in fields(cls) if f.name != "notes"]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ModelLoadError(f"model card: decision lacks {', '.join(missing)}")
+        values = {n: data[n] for n in names}
+        threshold = values["threshold"]
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise ModelLoadError(f"model card: decision.threshold {threshold} is not in [0, 1]")
+        return cls(**values, notes={k: v for k, v in data.items() if k not in names})

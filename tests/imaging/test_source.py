@@ -26,3 +26,16 @@ def test_a_dicom_source_has_its_uids_and_a_header_without_pixels():
 
 def test_png_and_jpeg_have_no_source():
     assert decode((FIXTURES_DIR / "cxr_covid_1902.png").read_bytes()).source is None
+
+
+def test_the_header_is_a_copy_the_decoded_dataset_keeps_its_pixels():
+    import pydicom
+
+    from service.imaging.source import header_of
+
+    ds = pydicom.dcmread(FIXTURES_DIR / "CT_small.dcm")
+    header = header_of(ds)
+    assert "PixelData" in ds and "PixelData" not in header
+    header.PatientName = "Changed^In^Copy"
+    assert ds.PatientName != "Changed^In^Copy"
+    assert header.SOPInstanceUID == ds.SOPInstanceUID

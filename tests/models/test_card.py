@@ -24,7 +24,13 @@ def v2(card: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(card)
     out["schema_version"] = 2
     out["score_output"] = {"name": "infection_score", "shape": ["batch", 1]}
-    out["decision"] = {"threshold": 0.4, "chosen_on": "held-back training images"}
+    out["decision"] = {
+        "threshold": 0.4,
+        "min_lung_fraction": 0.002,
+        "min_lung_confidence": 0.85,
+        "min_lung_inside_body": 0.5,
+        "chosen_on": "held-back training images",
+    }
     return out
 
 
@@ -65,6 +71,10 @@ def test_schema_2_carries_the_decision_head_and_its_operating_point(card):
     del missing["decision"]
     with pytest.raises(ModelLoadError, match="lacks decision"):
         ModelCard.from_dict(missing)
+    no_lung_rule = v2(card)
+    del no_lung_rule["decision"]["min_lung_confidence"]
+    with pytest.raises(ModelLoadError, match="decision lacks min_lung_confidence"):
+        ModelCard.from_dict(no_lung_rule)
     out_of_range = v2(card)
     out_of_range["decision"]["threshold"] = 1.5
     with pytest.raises(ModelLoadError, match="not in"):

@@ -12,11 +12,20 @@ from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import BENCHMARK
-from service.api.deps import RunnerDep, SegmenterDep, SettingsDep, ZipUpload, require
+from service.api.deps import (
+    BenchmarkPlace,
+    ExtractionsDep,
+    RunnerDep,
+    SegmenterDep,
+    SettingsDep,
+    ZipUpload,
+    admitted,
+    require,
+)
 from service.api.errors import problems
 from service.api.schemas import BenchmarkJob, BenchmarkList, History, HistoryRun
 from service.api.settings import Settings
-from service.benchmark.archive import extract_zip, find_set_root
+from service.benchmark.archive import ExtractionArea, find_set_root
 from service.benchmark.table import history
 from service.datasets import LabelledSet, read_set
 from service.errors import InvalidInputError, LungsegError, NotFoundError
@@ -43,8 +52,10 @@ ZIP_BODY = {
 }
 
 
-def _open_zip(data: bytes, name: str, settings: Settings) -> tuple[LabelledSet, Path]:
-    folder = extract_zip(data, settings.benchmark_max_unzipped_bytes, settings.benchmark_max_files)
+def _open_zip(
+    area: ExtractionArea, data: bytes, name: str, settings: Settings
+) -> tuple[LabelledSet, Path]:
+    folder = area.extract(data, settings.benchmark_max_unzipped_bytes, settings.benchmark_max_files)
     try:
         return read_set(find_set_root(folder), name=name), folder
     except LungsegError:
@@ -64,7 +75,8 @@ def _server_set(name: str, settings: Settings) -> LabelledSet:
     "",
     response_model=BenchmarkJob,
     status_code=200,
-    responses={202: {"model": BenchmarkJob}, **problems(400, 404, 408, 413, 422, 503)},
+    dependencies=[Depends(admitted)],
+    responses={202: {"model": BenchmarkJob}, **problems(400, 404, 408, 413, 415, 422, 503)},
     openapi_extra=ZIP_BODY,
 )
 async def start_benchmark(
@@ -72,13 +84,19 @@ async def start_benchmark(
     runner: RunnerDep,
     segmenter: SegmenterDep,
     settings: SettingsDep,
+    area: ExtractionsDep,
+    place: BenchmarkPlace,
     upload: ZipUpload,
     set_name: Annotated[str | None, Query(description="a server-side set instead of a zip")] = None,
     models: Annotated[
         list[str] | None, Query(description="model kinds to compare (default: every installed)")
     ] = None,
 ) -> BenchmarkJob:
-    """Compare models on a labelled set: 200 with results for small sets, else 202 + a job id."""
+    """Compare models on a labelled set: 200 with results for small sets, else 202 + a job id.
+
+    A place in the worker's queue is taken before the upload is read (503 when none is free);
+    an uploaded zip is extracted into the worker's private folder and removed with the run.
+    """
     if (upload is None) == (set_name is None):
         raise InvalidInputError("send either a zip as the `file` field or `set_name`, not both")
     kinds = list(dict.fromkeys(models or segmenter.model_kinds()))
@@ -87,10 +105,10 @@ async def start_benchmark(
     cleanup = None
     if upload is not None:
         name = Path(upload.filename or "upload.zip").stem
-        labelled, cleanup = await run_in_threadpool(_open_zip, upload.data, name, settings)
+        labelled, cleanup = await run_in_threadpool(_open_zip, area, upload.data, name, settings)
     else:
         labelled = await run_in_threadpool(_server_set, str(set_name), settings)
-    record, future = runner.submit(labelled, kinds, cleanup)
+    record, future = runner.submit(labelled, kinds, cleanup, place)
     if len(labelled.samples) > settings.benchmark_sync_max_images:
         response.status_code = 202
         response.headers["Location"] = f"/v1/benchmark/{record['id']}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import SEGMENT
@@ -14,7 +14,7 @@ from service.api.schemas import FrameResult, MaskSet, ModelRef, Rle, SegmentResp
 from service.api.uploads import IMAGE_BODY
 from service.encoders import ENCODERS, encoder_for
 from service.models.segmenter import ModalityChoice
-from service.pipeline.result import EncodedMasks, Segmentation
+from service.pipeline.result import EncodedFile, EncodedMasks, Segmentation
 
 router = APIRouter(
     prefix="/v1",
@@ -72,11 +72,30 @@ def segment_response(result: Segmentation) -> SegmentResponse:
     )
 
 
+FILE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON with the masks (format rle or png), or the result as a file: a "
+        "DICOM Segmentation (format seg) or a FHIR R4 Bundle (format fhir)",
+        "content": {
+            "application/dicom": {"schema": {"type": "string", "format": "binary"}},
+            "application/fhir+json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+def file_response(encoded: EncodedFile) -> Response:
+    """An encoded file as the answer, named for download (the name holds no identifier)."""
+    disposition = f'attachment; filename="{encoded.filename}"'
+    headers = {"Content-Disposition": disposition}
+    return Response(encoded.content, media_type=encoded.media_type, headers=headers)
+
+
 @router.post(
     "/segment",
     response_model=SegmentResponse,
     dependencies=[Depends(admitted)],
-    responses=problems(400, 408, 413, 415, 422, 503),
+    responses={**FILE_ANSWERS, **problems(400, 408, 413, 415, 422, 503)},
     openapi_extra=IMAGE_BODY,
 )
 async def segment(
@@ -89,9 +108,14 @@ async def segment(
     ] = "auto",
     model: Annotated[str | None, Query(description=MODEL_HELP)] = None,
     format: Annotated[
-        str, Query(description="mask encoding", json_schema_extra={"enum": list(ENCODERS)})
+        str,
+        Query(
+            description="rle / png: masks in the JSON answer; seg: a DICOM Segmentation "
+            "(DICOM input only); fhir: a FHIR R4 Bundle",
+            json_schema_extra={"enum": list(ENCODERS)},
+        ),
     ] = "rle",
-) -> SegmentResponse:
+) -> SegmentResponse | Response:
     """Segment the lungs and COVID-19 infection of one image (all frames of a multi-frame DICOM).
 
     Masks come back in the input's own size and stored pixel order. Not a medical device.
@@ -102,4 +126,6 @@ async def segment(
     metrics.inference.labels(result.model.name, result.provider).observe(
         result.timings_ms["infer"] / 1000
     )
+    if isinstance(result.encoded, EncodedFile):
+        return file_response(result.encoded)
     return segment_response(result)
