@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from service.cpus import usable_cores
 from service.errors import InvalidParameterError, ModelLoadError
 from service.imaging import decode
+from service.imaging.nifti import decode_nifti, is_nifti
+from service.imaging.series import assemble_series
 from service.imaging.types import DecodedImage, Modality
+from service.imaging.volume import Volume
 from service.models.base import THRESHOLD, Backend
 from service.models.batching import MicroBatcher
 from service.models.gates import SharedThreads, StageClock, gate
@@ -28,7 +32,9 @@ from service.models.registry import ModelRegistry
 from service.models.threshold import ThresholdBackend
 from service.pipeline.measure import total_stats
 from service.pipeline.result import Encoded, FrameResult, Segmentation
-from service.pipeline.run import CHUNK_FRAMES, run
+from service.pipeline.run import CHUNK_FRAMES, StageRunner, run
+from service.pipeline.volume import VolumeSegmentation, segment_slices
+from service.pipeline.volume_measure import finish_volume
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +255,53 @@ class Segmenter:
             chunk=self.config.chunk_frames,
             keep_probabilities=keep_probabilities,
         )
+
+    def load_volume(
+        self, files: Sequence[bytes], series_uid: str | None = None, clock: StageClock | None = None
+    ) -> Volume:
+        """One NIfTI file, or the files of a DICOM series (any order) -> Volume, within the
+        CPU-stage limit and ``max_pixels``; timed as ``assemble``."""
+
+        def load() -> Volume:
+            if len(files) == 1 and is_nifti(files[0]):
+                return decode_nifti(files[0], max_pixels=self.max_pixels)
+            with self._decode_threads as n:
+                return assemble_series(
+                    files, max_pixels=self.max_pixels, threads=n, series_uid=series_uid
+                )
+
+        return (clock or StageClock()).run("assemble", load, self._cpu_gate)
+
+    def segment_volume(
+        self,
+        volume: Volume,
+        model: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        clock: StageClock | None = None,
+    ) -> VolumeSegmentation:
+        """Segment a CT volume: ``service.pipeline.run`` over its canonical axial slices, in
+        chunks within this worker's limits (``progress(done, total)`` after each), then the
+        3-D step and measures (``service.pipeline.volume``); ``model`` as for segment_image."""
+        clock = clock or StageClock()
+        backend, fallback = self.backend_for(model or self.config.default_kind, volume.modality)
+        stage, chunk = self._stages(backend, clock), self.config.chunk_frames
+        labels, scores = segment_slices(
+            backend, volume, stage=stage, chunk=chunk, progress=progress
+        )
+        finish = partial(finish_volume, volume, labels, scores, backend, fallback)
+        result = clock.run("volume_postprocess", finish, self._cpu_gate)
+        return dataclasses.replace(result, timings_ms=clock.total())
+
+    def _stages(self, backend: Backend[Any], clock: StageClock) -> StageRunner:
+        """The stage runner of :meth:`run`: inferences and CPU stages gated, each timed."""
+        infer_gate = nullcontext() if isinstance(backend, MicroBatcher) else self._infer_gate
+
+        def stage(name: str, fn: Callable[[], T]) -> T:
+            within = infer_gate if name == "infer" else self._cpu_gate
+            return clock.run(name, fn, within)
+
+        return stage
 
     def close(self) -> None:
         """Stop the micro-batching threads."""

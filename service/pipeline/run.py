@@ -90,6 +90,7 @@ def run(
     frames: Sequence[int] | None = None,
     chunk: int = CHUNK_FRAMES,
     keep_probabilities: bool = False,
+    params: PostprocessParams | None = None,
 ) -> list[FrameResult]:
     """Segment the frames of a decoded image (all of them unless ``frames`` says which).
 
@@ -100,12 +101,15 @@ def run(
         frames: frame indices to segment, in order; ``None`` = every frame.
         chunk: frames per prepare/infer/postprocess round (bounded memory).
         keep_probabilities: keep the probabilities at the input's size in each result.
+        params: cleanup rules in place of the backend's card (``backend.postprocess``); the
+            volume path keeps every lung component per slice and selects them in 3-D.
 
     Returns:
         One :class:`FrameResult` per frame: masks in the input's size and pixel order.
     """
     indices = list(range(image.n_frames) if frames is None else frames)
     step = max(chunk, 1)
+    rules = backend.postprocess if params is None else params
     results: list[FrameResult] = []
     for start in range(0, len(indices), step):
         part = indices[start : start + step]
@@ -115,7 +119,7 @@ def run(
             raise RuntimeError(
                 f"{backend.info.name} gave {len(predictions)} predictions for {len(part)} inputs"
             )
-        done = partial(_finish_all, predictions, image, part, backend.postprocess)
+        done = partial(_finish_all, predictions, image, part, rules)
         results += stage("postprocess", partial(done, keep_probabilities))
     return results
 
