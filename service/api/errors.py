@@ -40,7 +40,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
 
 
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
-    400: "empty upload, malformed request or bad archive",
+    400: "malformed request (e.g. two credentials), empty upload or bad archive",
     401: "no credential, or one that is not valid (see WWW-Authenticate)",
     403: "the credential lacks the scope this operation needs",
     404: "unknown id or set",

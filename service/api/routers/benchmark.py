@@ -34,7 +34,7 @@ router = APIRouter(
     prefix="/v1/benchmark",
     tags=["benchmark"],
     dependencies=[Depends(require(BENCHMARK))],  # before the queue place and the upload
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
 )
 ZIP_BODY = {
     "requestBody": {

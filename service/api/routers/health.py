@@ -39,7 +39,7 @@ def readyz(request: Request) -> Health | JSONResponse:
     response_class=Response,
     include_in_schema=True,
     dependencies=[Depends(metrics_access)],
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
     openapi_extra={"security": [{}]},  # open unless LUNGSEG_METRICS_AUTH=1
 )
 def prometheus(metrics: MetricsDep) -> Response:

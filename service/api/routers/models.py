@@ -15,7 +15,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["models"],
     dependencies=[Depends(require(SEGMENT, BENCHMARK))],
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
 )
 
 

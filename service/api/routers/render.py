@@ -23,7 +23,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["render"],
     dependencies=[Depends(require(SEGMENT))],  # before admission and the upload
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
 )
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "8-bit grayscale PNG"},

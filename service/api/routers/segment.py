@@ -20,7 +20,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["segment"],
     dependencies=[Depends(require(SEGMENT))],  # before admission and the upload
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
 )
 MODEL_HELP = "model kind: unet, cnn or threshold (GET /v1/models lists what is installed)"
 
