@@ -19,6 +19,7 @@ from bench.load import multipart_request, run_load_procs
 from bench.report import print_report
 from bench.serve import running_service
 from bench.studies import default_studies, measure_study
+from bench.volume import volume_runs
 from service.cpus import usable_cores
 from service.models.registry import latest_versions
 
@@ -178,6 +179,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cuda-batches", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--skip-raw", action="store_true", help="no raw ONNX Runtime runs")
     parser.add_argument("--skip-inproc", action="store_true", help="no in-process runs")
+    parser.add_argument(
+        "--skip-volume", action="store_true", help="no CT volume runs (bench/volume.py)"
+    )
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3.0 if args.quick else 20.0)
     args.requests = args.requests or (60 if args.quick else 5000)
@@ -222,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     report["inproc"] = [] if args.skip_inproc else inproc_runs(args, env)
+    report["volume"] = [] if args.skip_volume else volume_runs(args.models)
     # kept even if the service part fails
     (args.out / "raw-latest.json").write_text(json.dumps(report, indent=2) + "\n")
     report["service"] = service_runs(args, env)
