@@ -16,7 +16,8 @@ from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.api.uploads import Upload, UploadLimits, read_upload
 from service.benchmark.archive import ExtractionArea
-from service.benchmark.jobs import BenchmarkRunner, Reservation
+from service.benchmark.jobs import BenchmarkRunner
+from service.jobs import Reservation
 from service.models.segmenter import Segmenter
 
 

@@ -1,22 +1,24 @@
-"""Benchmark jobs: score models on a labelled set in a background thread, persist the results."""
+"""Benchmark jobs: score models on a labelled set in the background (a ``service.jobs`` kind),
+persist the results."""
 
 from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from service.benchmark.evaluate import ImageScore, Summary, evaluate, summarise
 from service.benchmark.store import HEARTBEAT_S, Heartbeat, RunStore
 from service.datasets import LabelledSet
-from service.errors import BusyError, LungsegError
+from service.errors import BusyError
 from service.imaging.types import DecodedImage
+from service.jobs import Job, LocalExecutor, Reservation, record_outcome
 from service.models.base import Backend
 from service.models.segmenter import Segmenter
 from service.pipeline.result import FrameResult
@@ -108,31 +110,19 @@ def _remove(folder: Path | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-class Reservation:
-    """A place in a runner's queue; ``release`` frees it once (later calls do nothing).
-    ``taken`` is set when a submitted run owns it (the run frees it when it ends)."""
-
-    def __init__(self, runner: BenchmarkRunner) -> None:
-        self._runner = runner
-        self._lock = threading.Lock()
-        self._held = True
-        self.taken = False
-
-    def release(self) -> None:
-        with self._lock:
-            if not self._held:
-                return
-            self._held = False
-        self._runner._free()
+KIND = "benchmark"
 
 
 class BenchmarkRunner:
-    """Runs benchmark jobs one at a time in a worker thread; results go to ``store``.
+    """Benchmark runs as jobs of kind ``benchmark`` of a ``service.jobs`` executor (one run at a
+    time in process by default); results go to ``store``.
 
     A ``Heartbeat`` thread renews the store's lease on this runner's runs every ``heartbeat_s``
     seconds, so that other workers sharing the store can tell them from abandoned ones, and
     records the runs of any worker whose lease lapsed as interrupted. At most
-    ``max_pending`` runs are queued or running; past that ``submit`` refuses (``BusyError``).
+    ``max_pending`` runs are queued or running; past that ``reserve`` / ``submit`` refuse
+    (``BusyError``). ``executor``: the one the app's other job kinds use (a new
+    ``LocalExecutor`` when None).
     """
 
     def __init__(
@@ -143,14 +133,22 @@ class BenchmarkRunner:
         heartbeat_s: float = HEARTBEAT_S,
         max_pending: int = 4,
         retry_after_s: int = 30,
+        executor: LocalExecutor | None = None,
     ) -> None:
         self.store = store
         self.segmenter = segmenter
         self.max_pending = max_pending
         self.retry_after_s = retry_after_s
-        self._pending = 0
-        self._pending_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lungseg-benchmark")
+        self.executor = executor or LocalExecutor()
+        self.executor.register(
+            KIND,
+            self._run,
+            workers=workers,
+            max_pending=max_pending,
+            retry_after_s=retry_after_s,
+            busy_message=f"{max_pending} benchmark runs are queued or running in this worker "
+            "(LUNGSEG_BENCHMARK_MAX_PENDING); retry later",
+        )
         self._heartbeat = Heartbeat([store], heartbeat_s)
 
     def reserve(self) -> Reservation:
@@ -159,19 +157,7 @@ class BenchmarkRunner:
         Raises:
             BusyError: ``max_pending`` runs are queued or running (503 + Retry-After).
         """
-        with self._pending_lock:
-            if self._pending < self.max_pending:
-                self._pending += 1
-                return Reservation(self)
-        raise BusyError(
-            f"{self.max_pending} benchmark runs are queued or running in this worker "
-            "(LUNGSEG_BENCHMARK_MAX_PENDING); retry later",
-            self.retry_after_s,
-        )
-
-    def _free(self) -> None:
-        with self._pending_lock:
-            self._pending -= 1
+        return self.executor.reserve(KIND)
 
     def submit(
         self,
@@ -183,50 +169,39 @@ class BenchmarkRunner:
         """Queue a run in ``reservation``'s place (one is taken when none is given); the
         place is freed and ``cleanup`` (an extracted upload) removed when the run ends, or
         at once when no place is free (``BusyError``)."""
+        tidy = partial(_remove, cleanup)
         try:
             place = reservation or self.reserve()
         except BusyError:
-            _remove(cleanup)
+            tidy()
             raise
         try:
             run_id = str(uuid.uuid4())
             record = self.store.create(run_id, labelled.name, list(models), len(labelled.samples))
-            future = self._pool.submit(self._run, run_id, labelled, models, cleanup, place)
         except BaseException:
             place.release()
-            _remove(cleanup)
+            tidy()
             raise
-        place.taken = True
-        return record, future
+        job = Job(KIND, run_id, {"set_name": labelled.name, "models": list(models)}, labelled)
+        return record, self.executor.submit(job, place, tidy)
 
-    def _run(
-        self,
-        run_id: str,
-        labelled: LabelledSet,
-        models: list[str],
-        cleanup: Path | None,
-        place: Reservation,
-    ) -> None:
-        try:
-            self.store.set_status(run_id, "running")
-            results = score_models(self.segmenter, labelled, models)
-        except LungsegError as err:
-            log.warning("benchmark %s failed: %s", run_id, err)
-            self.store.set_status(run_id, "failed", error=str(err))
-        except Exception:  # a worker thread must record any failure instead of dying silently
-            log.exception("benchmark %s crashed", run_id)
-            self.store.set_status(run_id, "failed", error="internal error; see the service log")
-        else:
-            self.store.set_status(run_id, "done", results=results.to_dict())
-        finally:
-            place.release()
-            _remove(cleanup)
+    def _run(self, job: Job) -> None:
+        """The worker of kind ``benchmark``: the set is the job's payload (read in process)."""
+        labelled: LabelledSet = job.payload
+        models = list(job.params["models"])
+
+        def record(status: str, results: BenchmarkResults | None, error: str | None) -> None:
+            done = results.to_dict() if results is not None else None
+            self.store.set_status(job.id, status, results=done, error=error)
+
+        self.store.set_status(job.id, "running")
+        record_outcome(job, lambda: score_models(self.segmenter, labelled, models), record)
 
     def shutdown(self) -> None:
         """Stop: queued runs are cancelled, and this runner's unfinished runs are recorded as
         interrupted (a run still computing may yet record ``done`` before the process ends)."""
         self._heartbeat.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown([KIND])
         abandoned = self.store.abandon()
         if abandoned:
             log.warning("%d benchmark runs were interrupted by the shutdown", abandoned)

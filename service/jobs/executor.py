@@ -1,0 +1,270 @@
+"""Background jobs: a kind, an id and params in; a worker per kind that records its outcome.
+
+The interface (what the routers and the runners of each kind use)::
+
+    executor.register(kind, worker, workers=1, max_pending=4, retry_after_s=30)
+    place = executor.reserve(kind)      # before an upload is read: BusyError (503) when full
+    future = executor.submit(Job(kind, job_id, params, payload), place, cleanup)
+    executor.shutdown()                 # queued jobs cancelled: their places and cleanup freed
+
+* A **job** (:class:`Job`) is its ``kind`` (``"benchmark"``, ``"volume"``), its ``id`` (the
+  row its store created, ``queued``, before it was submitted), ``params`` (JSON: everything a
+  worker anywhere needs) and an optional ``payload``: data that exists only in this process (an
+  assembled volume, an extracted set), never persisted.
+* A **worker** (``Worker = Callable[[Job], None]``, one per kind, registered once with its
+  dependencies bound: the segmenter, the store, the PACS settings) reads the params, runs, and
+  writes status, progress, result and artifacts to the kind's store itself
+  (:func:`record_outcome`: ``running``, then ``done`` or ``failed``). It stops early, raising
+  :class:`JobStopped`, when its store says the job is no longer queued or running.
+* The **queue bound**: at most ``max_pending`` jobs of a kind are queued or running in this
+  executor. A place is *reserved* before the request's upload is read (so a full queue refuses
+  with 503 + Retry-After at once, before any byte is held); ``submit`` takes it over
+  (``Reservation.taken``) and frees it when the job ends, however it ends.
+* **Cleanup** (removing an extracted upload): ``cleanup`` runs exactly once on every outcome:
+  done, failed, crashed, cancelled at shutdown, or ``submit`` itself failing.
+* **Leases** are the stores' (``service.benchmark.jobstore``): a job's row is created with this
+  worker as its owner, a ``Heartbeat`` renews it, ``abandon()`` at shutdown records unfinished
+  jobs ``interrupted``, and a crashed worker's jobs are recorded ``interrupted`` by the next
+  worker that reads them. The executor knows nothing about them.
+
+:class:`LocalExecutor` runs each kind in its own thread pool (``workers`` threads), so a long
+benchmark never holds a volume job back.
+
+**The seam for a distributed backend** (procrastinate on PostgreSQL, so that replicas share
+the work): implement :class:`Executor` (``reserve``, ``submit``, ``shutdown``) and hand it to
+the runners (``BenchmarkRunner(executor=...)``, ``VolumeJobs(executor=...)``) in
+``service/api/lifespan.py``; the routers only ever call the runners and never see the
+executor. ``submit`` defers a task named after ``job.kind`` with ``{"job_id": job.id,
+"params": job.params}``; the worker process registers the same worker functions (built with
+the same dependencies) and calls ``worker(Job(kind, job_id, params))``: the workers read
+everything from ``params`` and record everything in the database, so they run unchanged there.
+``reserve`` may count the kind's queued rows in the database instead of a local counter. A
+job with a ``payload`` (an upload assembled in this process's memory: uploads are never
+written to disk) cannot travel: run it locally (delegate to a ``LocalExecutor``), or stage
+the payload in the store first. The returned ``Future`` resolves when the job ends; a remote
+executor may resolve it by watching the job's row (only small synchronous requests wait on
+it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from service.errors import BusyError, LungsegError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+INTERNAL_ERROR = "internal error; see the service log"
+
+
+@dataclass(frozen=True, repr=False)
+class Job:
+    """One unit of background work (see the module docstring)."""
+
+    kind: str
+    id: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    payload: Any = None
+
+    def __repr__(self) -> str:
+        """No params (they may hold identifiers): the kind and the id."""
+        return f"Job({self.kind}, {self.id})"
+
+
+Worker = Callable[[Job], None]
+
+
+class JobStopped(Exception):
+    """Raised by a worker whose job is no longer queued or running in its store (recorded
+    interrupted by another worker, or expired): it stops without recording anything."""
+
+
+class Reservation:
+    """A place in a kind's queue; ``release`` frees it once (later calls do nothing).
+    ``taken`` is set when a submitted job owns it (the job frees it when it ends)."""
+
+    def __init__(self, free: Callable[[], None]) -> None:
+        self._free = free
+        self._lock = threading.Lock()
+        self._held = True
+        self.taken = False
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._free()
+
+
+class Executor(Protocol):
+    """What the runners use; :class:`LocalExecutor` in process, a task queue across them."""
+
+    def reserve(self, kind: str) -> Reservation:
+        """A place in ``kind``'s queue. Raises BusyError when none is free."""
+        ...
+
+    def submit(
+        self,
+        job: Job,
+        reservation: Reservation | None = None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        """Run ``job`` by its kind's worker in ``reservation``'s place (one is taken when none
+        is given); ``cleanup`` runs once on every outcome. Raises BusyError when no place is
+        free (``cleanup`` has run)."""
+        ...
+
+    def shutdown(self, kinds: Iterable[str] | None = None) -> None:
+        """Stop taking jobs of ``kinds`` (all by default); queued ones are cancelled."""
+        ...
+
+
+def _once(action: Callable[[], None] | None) -> Callable[[], None]:
+    lock = threading.Lock()
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        with lock:
+            if done:
+                return
+            done = True
+        if action is not None:
+            action()
+
+    return run
+
+
+@dataclass
+class _Kind:
+    worker: Worker
+    pool: ThreadPoolExecutor
+    max_pending: int
+    retry_after_s: int
+    busy: str
+    pending: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LocalExecutor:
+    """Jobs in this process: one thread pool per kind, a bounded number pending per kind."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, _Kind] = {}
+
+    def register(
+        self,
+        kind: str,
+        worker: Worker,
+        *,
+        workers: int = 1,
+        max_pending: int = 4,
+        retry_after_s: int = 30,
+        busy_message: str | None = None,
+    ) -> None:
+        """Run jobs of ``kind`` with ``worker`` in ``workers`` threads, at most
+        ``max_pending`` queued or running; ``busy_message`` is the BusyError's text."""
+        if kind in self._kinds:
+            raise ValueError(f"job kind {kind!r} is registered already")
+        if workers < 1 or max_pending < 1:
+            raise ValueError("workers and max_pending must be at least 1")
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=f"lungseg-{kind}")
+        busy = busy_message or f"{max_pending} {kind} jobs are queued or running; retry later"
+        self._kinds[kind] = _Kind(worker, pool, max_pending, retry_after_s, busy)
+
+    def _kind(self, kind: str) -> _Kind:
+        found = self._kinds.get(kind)
+        if found is None:
+            raise KeyError(f"no worker registered for job kind {kind!r}")
+        return found
+
+    def pending(self, kind: str) -> int:
+        """Jobs of ``kind`` queued or running (reserved places included)."""
+        return self._kind(kind).pending
+
+    def reserve(self, kind: str) -> Reservation:
+        entry = self._kind(kind)
+        with entry.lock:
+            if entry.pending < entry.max_pending:
+                entry.pending += 1
+                return Reservation(lambda: self._free(entry))
+        raise BusyError(entry.busy, entry.retry_after_s)
+
+    @staticmethod
+    def _free(entry: _Kind) -> None:
+        with entry.lock:
+            entry.pending -= 1
+
+    def submit(
+        self,
+        job: Job,
+        reservation: Reservation | None = None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        tidy = _once(cleanup)
+        try:
+            place = reservation or self.reserve(job.kind)
+        except BusyError:
+            tidy()
+            raise
+        entry = self._kind(job.kind)
+
+        def finish() -> None:
+            try:
+                tidy()
+            finally:
+                place.release()
+
+        def run() -> None:
+            try:
+                entry.worker(job)
+            except JobStopped:
+                log.info("%s job %s stopped: no longer active in its store", job.kind, job.id)
+            finally:
+                finish()  # before the future completes: its waiters find the place free
+
+        try:
+            future = entry.pool.submit(run)
+        except BaseException:
+            finish()
+            raise
+        place.taken = True
+        future.add_done_callback(lambda done: finish() if done.cancelled() else None)
+        return future
+
+    def shutdown(self, kinds: Iterable[str] | None = None) -> None:
+        """Queued jobs are cancelled (their places and cleanup freed); running ones finish in
+        their threads (the stores record them interrupted when the process ends first)."""
+        for kind in list(kinds) if kinds is not None else list(self._kinds):
+            entry = self._kinds.get(kind)
+            if entry is not None:
+                entry.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def record_outcome(
+    job: Job,
+    work: Callable[[], T],
+    record: Callable[[str, T | None, str | None], None],
+) -> None:
+    """Run ``work`` and record its outcome with ``record(status, result, error)``: ``done``
+    with its result; ``failed`` with the message of a domain error (safe to show) or, for a
+    bug, :data:`INTERNAL_ERROR` (its traceback logged). Messages are not logged: they may
+    quote identifiers (a series UID). :class:`JobStopped` passes through."""
+    try:
+        result = work()
+    except (JobStopped, KeyboardInterrupt):
+        raise
+    except LungsegError as err:
+        log.warning("%s job %s failed: %s", job.kind, job.id, type(err).__name__)
+        record("failed", None, str(err))
+    except Exception:  # a worker thread must record any failure instead of dying silently
+        log.exception("%s job %s crashed", job.kind, job.id)
+        record("failed", None, INTERNAL_ERROR)
+    else:
+        record("done", result, None)
