@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Literal
 
 from service.errors import InvalidInputError
-from service.imaging.archive import read_members
 from service.imaging.nifti import is_nifti
-from service.imaging.sniff import DICOM_PREFIX, DICOM_PREFIX_OFFSET
+from service.imaging.volume_files import is_zip, lone_nifti, volume_files
 
 MAX_ZIP_BYTES = 8 << 30
 MAX_ZIP_FILES = 50_000
-ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True, repr=False)
@@ -50,13 +48,11 @@ def read_input(path: Path) -> Input:
         files = [p.read_bytes() for p in sorted(_regular_files(path))]
         if not files:
             raise InvalidInputError("the folder holds no files: give a folder of DICOM files")
-        return Input("volume", _drop_other_files(files))
+        return Input("volume", lone_nifti(files))
     data = path.read_bytes()
-    if data[:4] == ZIP_MAGIC and zipfile.is_zipfile(path):
-        members = read_members(data, max_bytes=MAX_ZIP_BYTES, max_files=MAX_ZIP_FILES)
-        if not members:
-            raise InvalidInputError("the zip holds no files: zip the DICOM files of one series")
-        return Input("volume", _drop_other_files([m.data for m in members]))
+    if is_zip(data) and zipfile.is_zipfile(path):
+        files = volume_files([data], max_bytes=MAX_ZIP_BYTES, max_files=MAX_ZIP_FILES)
+        return Input("volume", files)
     if is_nifti(data):
         return Input("volume", [data])
     return Input("image", [data])
@@ -65,11 +61,3 @@ def read_input(path: Path) -> Input:
 def _regular_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
 
-
-def _drop_other_files(files: list[bytes]) -> list[bytes]:
-    """A folder or zip with one NIfTI and no DICOM file (beside a README, a licence): the NIfTI."""
-    volumes = [data for data in files if is_nifti(data)]
-    dicom = any(
-        data[DICOM_PREFIX_OFFSET : DICOM_PREFIX_OFFSET + 4] == DICOM_PREFIX for data in files
-    )
-    return volumes if len(volumes) == 1 and not dicom else files
