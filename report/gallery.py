@@ -109,11 +109,12 @@ def render_case(sample: Sample, models: list[str], segmenter: Segmenter, path: P
         seg = segmenter.segment_image(image, sample.modality, kind)
         masks = seg.frames[0].masks
         fallback = f" (asked {kind}: fallback)" if seg.fallback else ""
+        percent = seg.frames[0].stats.infection_percent
+        share = "no lung found" if percent is None else f"infection {percent:.1f} % of lung"
         captions.append(
             f"{seg.model.name} {seg.model.version}{fallback}\nlung DSC "
             f"{_dice_text(masks.lung, lung_ref)} · infection DSC "
-            f"{_dice_text(masks.infection, inf_ref)} · infection "
-            f"{seg.frames[0].stats.infection_percent:.1f} % of lung"
+            f"{_dice_text(masks.infection, inf_ref)} · {share}"
         )
         panels.append(_shrink(gray, masks.lung, masks.infection))
     refs = _shrink(gray, lung_ref, inf_ref)[1]

@@ -62,7 +62,7 @@ class ImageScore:
     covid: bool
     lung: StructureScore | None
     infection: StructureScore | None
-    infection_percent: float
+    infection_percent: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

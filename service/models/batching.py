@@ -49,6 +49,7 @@ class MicroBatcher:
         self.backend = backend
         self.info = backend.info
         self.postprocess = backend.postprocess
+        self.decision = backend.decision
         self.provider = backend.provider
         self.precision = backend.precision
         self.window_s = window_ms / 1000

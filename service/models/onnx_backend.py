@@ -115,6 +115,7 @@ class OnnxBackend:
         self.card: ModelCard = read_card(directory)
         self.info = self.card.info
         self.postprocess = self.card.postprocess
+        self.decision = self.card.decision_params
         providers = providers or [CPU]
         if precision == "auto":
             precision = auto_precision(self.card, providers[0])

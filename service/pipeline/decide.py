@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.pipeline.morphology import fill_holes, largest_components
+from service.pipeline.morphology import convex_hull, largest_components
 from service.pipeline.params import DecisionParams
 from service.pipeline.postprocess import Masks
 
@@ -62,9 +62,10 @@ def input_warning(frame: np.ndarray, units: str) -> str | None:
 
 
 def inside_body(lung: np.ndarray, hu: np.ndarray) -> float:
-    """Fraction of the lung pixels inside the body (HU above ``BODY_HU``, largest piece,
-    holes filled): about 1 for lungs, about 0 for air around a head or under the table."""
-    body = fill_holes(largest_components(hu > BODY_HU, 1, 0.0))
+    """Fraction of the lung pixels inside the body (the convex hull of its largest piece of
+    tissue, HU above ``BODY_HU``): about 1 for lungs, also in a crop that cuts the chest wall,
+    about 0 for air around a head or under the table."""
+    body = convex_hull(largest_components(hu > BODY_HU, 1, 0.0))
     total = int(np.count_nonzero(lung))
     return float(np.count_nonzero(lung & body)) / total if total else 0.0
 
@@ -139,3 +140,23 @@ def _lung_evidence(
     if units == "hu" and inside_body(lung, frame) < params.min_lung_inside_body:
         return "no lung found: the air the model outlines lies outside the body"
     return None
+
+
+def image_decision(decisions: list[FrameDecision | None]) -> FrameDecision:
+    """The decision of a whole image from its frames': a lung (infection) when any frame has
+    one; the highest score among frames with a lung (else among all); every frame's warnings,
+    numbered when there are several frames."""
+    known = [d for d in decisions if d is not None]
+    if not known:
+        return FrameDecision(True, False, 0.0)
+    with_lung = [d for d in known if d.lung_found] or known
+    warnings: list[str] = []
+    for index, decision in enumerate(known):
+        for text in decision.warnings:
+            warnings.append(text if len(known) == 1 else f"frame {index}: {text}")
+    return FrameDecision(
+        lung_found=any(d.lung_found for d in known),
+        infection_detected=any(d.infection_detected for d in known),
+        infection_score=max(d.infection_score for d in with_lung),
+        warnings=tuple(dict.fromkeys(warnings)),
+    )

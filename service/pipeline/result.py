@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from service.imaging.types import Modality, SourceRef
+from service.pipeline.decide import FrameDecision
 from service.pipeline.measure import InfectionStats
 from service.pipeline.postprocess import Masks
 
@@ -51,12 +52,16 @@ class FrameResult:
 
     ``probabilities`` (float32 ``(2, H, W)`` at the input's size) is kept only when the caller
     asked for it (the benchmark's loss), and only for backends that give probabilities.
+    ``decision`` (lung found, infection detected, why not) is set when the run made image-level
+    decisions; the masks and areas are then the decided ones (emptied when there is no lung,
+    the infection emptied when none is detected).
     """
 
     masks: Masks
     stats: InfectionStats
     score: float | None = None
     probabilities: np.ndarray | None = None
+    decision: FrameDecision | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,10 @@ class Segmentation:
 
     ``total`` sums the frames' areas; ``timings_ms`` holds each stage's wall time (decode,
     preprocess, infer, postprocess, encode) and ``total``; ``encoded`` is set when the request
-    named an output format; ``source`` points back at the input (never logged).
+    named an output format; ``source`` points back at the input (never logged). The decisions
+    of the image: ``lung_found`` and ``infection_detected`` when any frame says so,
+    ``infection_score`` the highest of the frames with a lung, ``warnings`` why not, in plain
+    words.
     """
 
     modality: Modality
@@ -102,3 +110,7 @@ class Segmentation:
     timings_ms: dict[str, float] = field(default_factory=dict)
     source: SourceRef | None = None
     encoded: Encoded | None = None
+    lung_found: bool = True
+    infection_detected: bool = False
+    infection_score: float = 0.0
+    warnings: tuple[str, ...] = ()

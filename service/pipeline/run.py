@@ -15,9 +15,10 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from service.imaging.types import DecodedImage, Units
-from service.pipeline.measure import infection_stats
-from service.pipeline.params import PostprocessParams
-from service.pipeline.postprocess import decide, masks_to_masks, upsample
+from service.pipeline.decide import decide_frame
+from service.pipeline.measure import infection_stats, no_lung
+from service.pipeline.params import DecisionParams, PostprocessParams
+from service.pipeline.postprocess import Masks, decide, masks_to_masks, upsample
 from service.pipeline.result import FrameResult, ModelInfo, Prediction
 
 T = TypeVar("T")
@@ -32,11 +33,12 @@ class Backend(Protocol[InputT]):
 
     ``prepare`` turns one decoded frame into the backend's input; ``infer`` turns a batch of
     inputs into one :class:`Prediction` each, in order. ``postprocess`` are the cleanup rules
-    of its masks (from the model card).
+    of its masks and ``decision`` those of its image-level decisions (from the model card).
     """
 
     info: ModelInfo
     postprocess: PostprocessParams
+    decision: DecisionParams
     provider: str
     precision: str
 
@@ -65,9 +67,11 @@ def finish(
     index: int,
     params: PostprocessParams,
     keep_probabilities: bool = False,
+    decisions: DecisionParams | None = None,
 ) -> FrameResult:
     """Frame ``index``'s prediction -> masks and measures at the image's own size (one resize
-    back), with the lung-holds-air check where Hounsfield units are known."""
+    back), with the lung-holds-air check where Hounsfield units are known, and, with
+    ``decisions``, the image-level decisions applied to them (``service.pipeline.decide``)."""
     size = (image.height, image.width)
     hu = image.frame(index) if image.units == "hu" else None
     full = None
@@ -79,7 +83,26 @@ def finish(
     else:
         raise ValueError("a Prediction holds either probabilities or masks")
     stats = infection_stats(masks.lung, masks.infection, image.spacing_mm)
-    return FrameResult(masks, stats, prediction.score, full if keep_probabilities else None)
+    kept = full if keep_probabilities else None
+    if decisions is None:
+        return FrameResult(masks, stats, prediction.score, kept)
+    frame = image.frame(index)
+    decision = decide_frame(
+        masks,
+        frame,
+        image.units,
+        decisions,
+        prediction.probabilities,
+        params.threshold,
+        prediction.score,
+    )
+    if not decision.lung_found:
+        empty = np.zeros_like(masks.lung)
+        masks, stats = Masks(empty, empty.copy()), no_lung(stats)
+    elif not decision.infection_detected and masks.infection.any():
+        masks = Masks(masks.lung, np.zeros_like(masks.infection))
+        stats = infection_stats(masks.lung, masks.infection, image.spacing_mm)
+    return FrameResult(masks, stats, prediction.score, kept, decision)
 
 
 def run(
@@ -91,6 +114,7 @@ def run(
     chunk: int = CHUNK_FRAMES,
     keep_probabilities: bool = False,
     params: PostprocessParams | None = None,
+    decisions: bool = True,
 ) -> list[FrameResult]:
     """Segment the frames of a decoded image (all of them unless ``frames`` says which).
 
@@ -103,6 +127,8 @@ def run(
         keep_probabilities: keep the probabilities at the input's size in each result.
         params: cleanup rules in place of the backend's card (``backend.postprocess``); the
             volume path keeps every lung component per slice and selects them in 3-D.
+        decisions: make each frame's image-level decisions with ``backend.decision`` (and
+            apply them to its masks); the volume path decides per volume instead.
 
     Returns:
         One :class:`FrameResult` per frame: masks in the input's size and pixel order.
@@ -110,6 +136,7 @@ def run(
     indices = list(range(image.n_frames) if frames is None else frames)
     step = max(chunk, 1)
     rules = backend.postprocess if params is None else params
+    decided = backend.decision if decisions else None
     results: list[FrameResult] = []
     for start in range(0, len(indices), step):
         part = indices[start : start + step]
@@ -119,8 +146,8 @@ def run(
             raise RuntimeError(
                 f"{backend.info.name} gave {len(predictions)} predictions for {len(part)} inputs"
             )
-        done = partial(_finish_all, predictions, image, part, rules)
-        results += stage("postprocess", partial(done, keep_probabilities))
+        done = partial(_finish_all, predictions, image, part, rules, keep_probabilities)
+        results += stage("postprocess", partial(done, decided))
     return results
 
 
@@ -134,8 +161,9 @@ def _finish_all(
     part: list[int],
     params: PostprocessParams,
     keep_probabilities: bool,
+    decisions: DecisionParams | None,
 ) -> list[FrameResult]:
     return [
-        finish(p, image, i, params, keep_probabilities)
+        finish(p, image, i, params, keep_probabilities, decisions)
         for i, p in zip(part, predictions, strict=True)
     ]

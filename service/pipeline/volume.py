@@ -191,22 +191,31 @@ def segment_slices(
     step = max(chunk, 1)
     for start in range(0, image.n_frames, step):
         part = list(range(start, min(start + step, image.n_frames)))
-        frames = run(backend, image, stage=stage, frames=part, chunk=step, params=params)
-        write_slices(labels, scores, part, frames)
+        frames = run(
+            backend, image, stage=stage, frames=part, chunk=step, params=params, decisions=False
+        )
+        write_slices(labels, scores, part, frames, backend.decision.threshold)
         if progress is not None:
             progress(part[-1] + 1, image.n_frames)
     return labels, scores
 
 
 def write_slices(
-    labels: np.ndarray, scores: list[float | None], part: list[int], frames: list[FrameResult]
+    labels: np.ndarray,
+    scores: list[float | None],
+    part: list[int],
+    frames: list[FrameResult],
+    gate: float | None = None,
 ) -> None:
-    """Write the 2-D results of canonical slices ``part`` into ``labels`` and ``scores``."""
+    """Write the 2-D results of canonical slices ``part`` into ``labels`` and ``scores``; a
+    slice whose decision-head score is below ``gate`` (the card's operating point) keeps its
+    lung but no infection (the head says there is none)."""
     for index, frame in zip(part, frames, strict=True):
         out = labels[index]
         out[...] = BACKGROUND
         out[frame.masks.lung] = LUNG
-        out[frame.masks.infection] = INFECTION
+        if gate is None or frame.score is None or frame.score >= gate:
+            out[frame.masks.infection] = INFECTION
         scores[index] = frame.score
 
 

@@ -19,7 +19,7 @@ from service.api.settings import Settings
 from service.imaging.types import DecodedImage
 from service.models.base import ModelInfo, Prediction
 from service.models.segmenter import Segmenter, SegmenterConfig
-from service.pipeline.params import PostprocessParams
+from service.pipeline.params import DecisionParams, PostprocessParams
 
 
 def test_refuses_beyond_the_limit_and_recovers_at_once():
@@ -58,6 +58,7 @@ class SlowBackend:
 
     info = ModelInfo("slow-cxr", "0", "unet", "cxr")
     postprocess = PostprocessParams()
+    decision = DecisionParams.a_priori("cxr")
     provider = "test"
     precision = "fp32"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 
 from service.pipeline.metrics import dice
@@ -67,10 +68,11 @@ def test_unet_beats_threshold_on_real_images(client, data_dir):
 
 
 def test_ct_dicom_reports_physical_areas(client, data_dir):
-    body = post(client, data_dir / "files/dicom/CT_small.dcm").json()  # a chest CT crop
-    assert body["modality"] == "ct"
-    assert (body["height"], body["width"]) == (128, 128)
-    pixel_mm2 = 0.661468**2
+    body = post(client, data_dir / "files/ct-series-chest-hu/1-33.dcm").json()  # a chest CT
+    assert body["modality"] == "ct" and body["lung_found"]
+    assert (body["height"], body["width"]) == (512, 512)
+    ds = pydicom.dcmread(data_dir / "files/ct-series-chest-hu/1-33.dcm")
+    pixel_mm2 = float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1])
     assert body["lung_area_px"] > 0
     assert body["lung_area_mm2"] == pytest.approx(body["lung_area_px"] * pixel_mm2)
     assert body["infection_area_mm2"] == pytest.approx(body["infection_area_px"] * pixel_mm2)

@@ -179,7 +179,7 @@ def test_unknown_spacing_reports_the_percent_only(data_dir: Path) -> None:
 
 
 def test_png_has_no_study_and_no_subject(data_dir: Path) -> None:
-    png = next((data_dir / "files/covid-qu-ex-layout").rglob("*.png"))
+    png = data_dir / "files/covid-qu-ex-layout/Val/COVID-19/images/covid_1902.png"
     segmenter = Segmenter(SegmenterConfig(models_dir=None))
     result = segmenter.segment_bytes(
         png.read_bytes(), model="threshold", encoder=encoder_for("fhir")

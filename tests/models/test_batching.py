@@ -10,7 +10,7 @@ import pytest
 from service.errors import ModelLoadError
 from service.models.base import ModelInfo
 from service.models.batching import MicroBatcher
-from service.pipeline.params import PostprocessParams
+from service.pipeline.params import DecisionParams, PostprocessParams
 
 
 class Doubler:
@@ -18,6 +18,7 @@ class Doubler:
 
     info = ModelInfo("fake-cxr", "0", "unet", "cxr")
     postprocess = PostprocessParams()
+    decision = DecisionParams.a_priori("cxr")
     provider = "test"
     precision = "fp32"
 

@@ -13,7 +13,7 @@ from service.imaging.nifti import decode_nifti
 from service.imaging.orientation import RAS_FROM_LPS
 from service.imaging.volume import Volume
 from service.models.segmenter import Segmenter, SegmenterConfig
-from service.pipeline.params import PostprocessParams
+from service.pipeline.params import DecisionParams, PostprocessParams
 from service.pipeline.result import ModelInfo, Prediction
 from service.pipeline.volume import (
     INFECTION,
@@ -204,6 +204,7 @@ class Pieces:
 
     info = INFO
     postprocess = PostprocessParams(lung_components=2, min_component_fraction=0.1)
+    decision = DecisionParams.a_priori("cxr")
     provider = "test"
     precision = "fp32"
 

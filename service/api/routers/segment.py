@@ -38,6 +38,10 @@ def segment_response(result: Segmentation) -> SegmentResponse:
         FrameResult(
             index=i,
             masks=MaskSet(lung=_mask(e["lung"]), infection=_mask(e["infection"])),
+            lung_found=f.decision.lung_found if f.decision else True,
+            infection_detected=f.decision.infection_detected if f.decision else False,
+            infection_score=f.decision.infection_score if f.decision else 0.0,
+            warnings=list(f.decision.warnings) if f.decision else [],
             lung_area_px=f.stats.lung_area_px,
             infection_area_px=f.stats.infection_area_px,
             infection_percent=f.stats.infection_percent,
@@ -69,6 +73,10 @@ def segment_response(result: Segmentation) -> SegmentResponse:
         infection_percent=total.infection_percent,
         lung_area_mm2=total.lung_area_mm2,
         infection_area_mm2=total.infection_area_mm2,
+        lung_found=result.lung_found,
+        infection_detected=result.infection_detected,
+        infection_score=result.infection_score,
+        warnings=list(result.warnings),
     )
 
 

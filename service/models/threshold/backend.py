@@ -19,7 +19,7 @@ from service.imaging.types import Modality, Units
 from service.models.base import THRESHOLD, ModelInfo, Prediction
 from service.models.threshold.ct import CtThresholds, segment_display, segment_hu
 from service.models.threshold.cxr import CxrThresholds, segment
-from service.pipeline.params import CtWindow, PostprocessParams
+from service.pipeline.params import CtWindow, DecisionParams, PostprocessParams
 from service.pipeline.preprocess import window_hu
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class ThresholdBackend:
         self.cxr_window = cxr_window or CtWindow()
         self.info = ModelInfo(f"{THRESHOLD}-{modality}", VERSION, THRESHOLD, modality)
         self.postprocess = postprocess or PostprocessParams()
+        self.decision = DecisionParams.a_priori(modality)
 
     def working_size(self, shape: tuple[int, int]) -> tuple[int, int]:
         """``(height, width)`` at working resolution for a frame of ``shape`` (aspect kept)."""
