@@ -74,6 +74,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="override torch's threads (preset: 2)"
     )
+    parser.add_argument(
+        "--no-infection-negatives",
+        dest="infection_on_negatives",
+        action="store_false",
+        help="non-COVID images train the decision head only, not the infection map",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -87,6 +93,8 @@ def overrides(config: JobConfig, args: argparse.Namespace) -> JobConfig:
         changes["version"] = args.version
     if args.init is not None:
         changes["init_from"] = str(args.init)
+    if not args.infection_on_negatives:
+        changes["infection_on_negatives"] = False
     if getattr(args, "threads", None) is not None:
         changes["threads"] = args.threads
     return replace(config, **changes)  # type: ignore[arg-type]

@@ -108,6 +108,7 @@ class JobConfig:
     channels_last: bool = True
     version: str = "1.0.0"
     init_from: str | None = None
+    infection_on_negatives: bool = True
     decision_weight: float = 0.5
     decision_balance: bool = True
 

@@ -257,9 +257,17 @@ def load_sample(
 
 
 def cache(
-    items: Sequence[tuple[Sample, SetSpec]], params: PreprocessParams, desc: str = "load"
+    items: Sequence[tuple[Sample, SetSpec]],
+    params: PreprocessParams,
+    desc: str = "load",
+    infection_on_negatives: bool = True,
 ) -> Cached:
-    """Load and prepare ``(sample, spec)`` pairs into a :class:`Cached` (2 threads)."""
+    """Load and prepare ``(sample, spec)`` pairs into a :class:`Cached` (2 threads).
+
+    ``infection_on_negatives=False``: images that train the decision head as negatives
+    (non-COVID) leave the infection channel out of the pixel loss (weight 0): the map is
+    learned on COVID-19 images only and the head alone learns what is not COVID-19.
+    """
     height, width = params.size
     images = np.zeros((len(items), height, width), np.float16)
     masks = np.zeros((len(items), 2, height, width), np.uint8)
@@ -269,6 +277,8 @@ def cache(
         sample, spec = items[index]
         no_infection = spec.no_infection(sample.finding)
         image, mask, weight = load_sample(sample, params, spec.transpose, no_infection)
+        if not infection_on_negatives and not sample.covid and spec.trains_decision(sample.finding):
+            weight[1] = 0.0
         images[index], masks[index], weights[index] = image, mask, weight
 
     with ThreadPoolExecutor(LOAD_THREADS) as pool:
@@ -285,14 +295,15 @@ def cache(
 
 
 def cache_splits(
-    splits: Sequence[SetSplit], params: PreprocessParams
+    splits: Sequence[SetSplit], params: PreprocessParams, infection_on_negatives: bool = True
 ) -> tuple[Cached, Cached, Cached]:
-    """Prepared ``(train, val, holdout)`` caches; external sets' samples are not loaded here."""
+    """Prepared ``(train, val, holdout)`` caches; external sets' samples are not loaded here;
+    ``infection_on_negatives`` applies to the training side only (see :func:`cache`)."""
     train = [(s, sp.spec) for sp in splits for s in sp.train]
     val = [(s, sp.spec) for sp in splits if sp.spec.role != "external" for s in sp.val]
     holdout = [(s, sp.spec) for sp in splits for s in sp.holdout]
     return (
-        cache(train, params, "load train"),
+        cache(train, params, "load train", infection_on_negatives),
         cache(val, params, "load val"),
         cache(holdout, params, "load holdout"),
     )

@@ -86,7 +86,7 @@ class Trainer:
         cfg = self.config
         splits = make_splits(self.data_root, cfg.sets, cfg.val_fraction, cfg.seed)
         write_split(splits, self.run_dir / ckpt.SPLIT_FILE, cfg.seed)
-        train, val, holdout = cache_splits(splits, cfg.preprocess)
+        train, val, holdout = cache_splits(splits, cfg.preprocess, cfg.infection_on_negatives)
         counts = {
             s.spec.name: {"train": len(s.train), "val": len(s.val), "holdout": len(s.holdout)}
             for s in splits
