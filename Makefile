@@ -110,3 +110,18 @@ image-test: install-dev image  ## run the image read-only as a pod would, segmen
 
 deploy-test: install-dev  ## the deploy tests: image (when built), hadolint, Kubernetes manifests
 	LUNGSEG_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q tests/deploy
+
+# Replicas behind a load balancer (README "Deploy"): HAProxy in front of three service processes
+# sharing a PostgreSQL, one killed under a locust load (tests/topology).
+.PHONY: haproxy-deps topology-test
+
+haproxy-deps:  ## Debian's haproxy for the topology test (apt-get when missing and root)
+	@if command -v haproxy >/dev/null || test -x /usr/sbin/haproxy; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy; \
+	else \
+		echo "no haproxy and not root: the topology test will be skipped"; \
+	fi
+
+topology-test: install-dev haproxy-deps postgres-deps  ## 3 replicas behind HAProxy + PostgreSQL, locust load, a replica killed (SIGKILL, SIGTERM) and revived; prints the figures
+	$(BIN)/python -m pytest -q tests/topology
