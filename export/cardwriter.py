@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from export.onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, Parity
+from export.onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, SCORE_NAME, Parity
 from export.provenance import INTENDED_USE
 from service.models.base import LABELS
 from service.models.card import ModelCard, TensorSpec, sha256_of
+from service.pipeline.params import DecisionParams
 from training.config import JobConfig
 
 SHAPE: list[int | str] = ["batch", 1, "height", "width"]
@@ -52,7 +53,13 @@ def training_record(
             "lr": config.lr,
             "lr_schedule": "cosine to lr/50",
             "weight_decay": config.weight_decay,
-            "loss": "service.pipeline.metrics.dice_bce_loss (masked where a set lacks a mask)",
+            "loss": "service.pipeline.metrics.dice_bce_loss (masked where a set lacks a mask)"
+            + (
+                f" + {config.decision_weight} x BCE of the decision head (class-balanced)"
+                if config.net.get("score_head")
+                else ""
+            ),
+            "infection_on_negatives": config.infection_on_negatives,
             "augmentation": config.augment.__dict__,
             "early_stopping": "mean of validation lung Dice and infection Dice (threshold 0.5)",
         },
@@ -65,8 +72,10 @@ def build_card(
     config: JobConfig,
     onnx_path: Path,
     provenance: dict[str, Any],
+    decision: DecisionParams | None = None,
 ) -> ModelCard:
-    """The :class:`ModelCard` of ``onnx_path`` (sha256 computed here) with ``provenance``."""
+    """The :class:`ModelCard` of ``onnx_path`` (sha256 computed here) with ``provenance``; with
+    ``decision`` (a network with a decision head) a schema-2 card with its score output."""
     return ModelCard(
         name=config.name,
         version=config.version,
@@ -78,6 +87,8 @@ def build_card(
         preprocess=config.preprocess,
         postprocess=config.postprocess,
         sha256=sha256_of(onnx_path),
+        score_output=TensorSpec(SCORE_NAME, ["batch", 1]) if decision is not None else None,
+        decision=decision,
         provenance=provenance,
     )
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+SCORE_NAME = "infection_score"
 DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 
 
@@ -39,11 +40,26 @@ class Parity:
     atol: float
 
 
+def has_score_head(model: nn.Module, size: tuple[int, int]) -> bool:
+    """Whether ``model`` returns ``(probabilities, score)`` (a decision head)."""
+    with torch.no_grad():
+        return isinstance(model.eval()(torch.zeros(1, 1, *size)), tuple)
+
+
+def output_names(model: nn.Module, size: tuple[int, int]) -> list[str]:
+    return [OUTPUT_NAME, SCORE_NAME] if has_score_head(model, size) else [OUTPUT_NAME]
+
+
 def to_onnx(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
     """Export ``model`` (eval mode) to ``path``: input ``image`` float32 ``(N, 1, H, W)``, output
-    ``probabilities`` float32 ``(N, 2, H, W)``; N, H and W dynamic, traced at ``(1, 1, *size)``."""
+    ``probabilities`` float32 ``(N, 2, H, W)`` and, with a decision head, ``infection_score``
+    float32 ``(N, 1)``; N, H and W dynamic, traced at ``(1, 1, *size)``."""
     model.eval()
     example = torch.zeros(1, 1, *size)
+    names = output_names(model, size)
+    axes = {INPUT_NAME: DYNAMIC, OUTPUT_NAME: DYNAMIC}
+    if SCORE_NAME in names:
+        axes[SCORE_NAME] = {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript exporter, on purpose
         torch.onnx.export(
@@ -53,8 +69,8 @@ def to_onnx(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
             dynamo=False,
             opset_version=OPSET,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: DYNAMIC, OUTPUT_NAME: DYNAMIC},
+            output_names=names,
+            dynamic_axes=axes,
         )
     check(path)
 
@@ -87,12 +103,16 @@ def parity(
     """
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
     with torch.no_grad():
-        expected = model.eval()(x).numpy()
+        out = model.eval()(x)
+    expected = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+    names = [OUTPUT_NAME, SCORE_NAME][: len(expected)]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
-    if got.shape != expected.shape:
-        raise ExportError(f"ONNX output shape {got.shape} != torch {expected.shape}")
-    diff = float(np.abs(np.asarray(got) - expected).max())
+    got = session.run(names, {INPUT_NAME: x.numpy()})
+    diff = 0.0
+    for name, a, b in zip(names, got, expected, strict=True):
+        if np.asarray(a).shape != b.shape:
+            raise ExportError(f"ONNX {name} shape {np.asarray(a).shape} != torch {b.shape}")
+        diff = max(diff, float(np.abs(np.asarray(a) - b).max()))
     log.info("parity %s: max |onnx - torch| = %.2e (atol %.0e)", shape, diff, atol)
     if not diff <= atol:
         raise ExportError(f"ONNX Runtime differs from torch by {diff:.2e} > {atol:.0e} at {shape}")

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from service.datasets import read_set
+from training.config import SetSpec
+from training.data import read_spec
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,13 @@ INTENDED_USE = (
 )
 
 
-def licenses(data_root: Path, set_names: Iterable[str]) -> dict[str, Any]:
-    """Licence terms per set, as the sets state them (``meta.csv`` or the COVID-QU-Ex reader)."""
+def licenses(data_root: Path, specs: Iterable[SetSpec]) -> dict[str, Any]:
+    """Licence terms per set, as the sets state them (``meta.csv``, the COVID-QU-Ex reader, a
+    series' SOURCE.txt)."""
     per_set: dict[str, list[str]] = {}
-    for name in set_names:
-        labelled = read_set(data_root / name, name)
-        per_set[name] = sorted({s.license for s in labelled.samples if s.license})
+    for spec in specs:
+        labelled = read_spec(data_root, spec)
+        per_set[spec.name] = sorted({s.license for s in labelled.samples if s.license})
     return {"summary": NON_COMMERCIAL, "sets": per_set}
 
 

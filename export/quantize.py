@@ -45,6 +45,7 @@ from service.pipeline.run import run
 
 log = logging.getLogger(__name__)
 ACCEPT_DICE = 0.99
+ACCEPT_SAME = 0.99
 VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 
 
@@ -60,12 +61,16 @@ def quantize_int8(src: Path, dst: Path, input_name: str, inputs: list[np.ndarray
     """Static QDQ int8 quantisation of ``src`` calibrated on ``inputs`` (``(1, H, W)`` each).
 
     The first and the last convolution stay in float32: the input layer sees the raw image and
-    the head decides the masks; quantising them cost most of the agreement with fp32.
+    the head decides the masks; quantising them cost most of the agreement with fp32. So does
+    the decision head's linear layer (it decides the image).
     """
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-        convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+        nodes = onnx.load(str(prepared)).graph.node
+        convs = [n.name for n in nodes if n.op_type == "Conv"]
+        head = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]  # the decision head
+        excluded = ([convs[0], convs[-1]] if len(convs) > 1 else []) + head
         quantize_static(
             str(prepared),
             str(dst),
@@ -75,7 +80,7 @@ def quantize_int8(src: Path, dst: Path, input_name: str, inputs: list[np.ndarray
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Percentile,
-            nodes_to_exclude=[convs[0], convs[-1]] if len(convs) > 1 else [],
+            nodes_to_exclude=excluded,
             extra_options={"CalibPercentile": 99.999},
         )
 
@@ -87,25 +92,37 @@ def convert_fp16(src: Path, dst: Path) -> None:
 
 
 def agreement(model_dir: Path, variant: str, samples: list[Sample]) -> dict[str, Any]:
-    """Masks of ``variant`` vs fp32 on ``samples`` (CPU): pooled Dice of lung and infection."""
+    """Masks and decisions of ``variant`` vs fp32 on ``samples`` (CPU): pooled Dice of lung
+    and infection (the masks after the image-level decisions), and the share of images with
+    the same decisions (lung found, infection detected)."""
     reference = OnnxBackend(model_dir, intra_op_threads=2)
     candidate = OnnxBackend(model_dir, intra_op_threads=2, precision=variant)
     masks: dict[str, list[list[np.ndarray]]] = {"fp32": [[], []], variant: [[], []]}
+    decided: dict[str, list[tuple[bool, bool]]] = {"fp32": [], variant: []}
     for sample in samples:
         image = load_image(sample)
         for key, backend in (("fp32", reference), (variant, candidate)):
             (result,) = run(backend, image, frames=[0])
             masks[key][0].append(result.masks.lung)
             masks[key][1].append(result.masks.infection)
+            decision = result.decision
+            decided[key].append(
+                (decision.lung_found, decision.infection_detected) if decision else (True, True)
+            )
     lung = pooled_dice(masks["fp32"][0], masks[variant][0])
     infection = pooled_dice(masks["fp32"][1], masks[variant][1])
+    same = sum(a == b for a, b in zip(decided["fp32"], decided[variant], strict=True))
+    same_share = same / max(len(samples), 1)
     return {
         "lung_dice_vs_fp32": lung,
         "infection_dice_vs_fp32": infection,
+        "same_decisions": same_share,
         "n_images": len(samples),
-        "images": "the model's validation images (split.json), masks after postprocessing",
-        "accepted": lung >= ACCEPT_DICE and infection >= ACCEPT_DICE,
-        "rule": f"pooled Dice vs fp32 >= {ACCEPT_DICE} for lung and infection",
+        "images": "the model's validation images (split.json), masks after postprocessing and "
+        "the image-level decisions",
+        "accepted": lung >= ACCEPT_DICE and infection >= ACCEPT_DICE and same_share >= ACCEPT_SAME,
+        "rule": f"pooled Dice vs fp32 >= {ACCEPT_DICE} for lung and infection, and the same "
+        f"decisions on >= {ACCEPT_SAME:.0%} of the images",
     }
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from export.cardwriter import build_card, describe, export_record, training_record
-from export.onnx_export import parity, parity_shape, to_onnx
+from export.decision import operating_point
+from export.onnx_export import SCORE_NAME, has_score_head, parity, parity_shape, to_onnx
 from export.provenance import INTENDED_USE, git_commit, licenses
 from export.validation import validation_metrics
 from service.models.card import ONNX_FILE, ModelCard
@@ -100,7 +101,7 @@ def export_run(
         "medical_device": "no: not a medical device, research use only",
         "training": training_record(config, summary, split_sha),
         "export": export_record(check, net_stride, parameters, size_bytes),
-        "license": licenses(data_root, [s.name for s in config.sets]),
+        "license": licenses(data_root, config.sets),
         "git": git_commit(repo),
     }
     provenance["postprocess_notes"] = POSTPROCESS_NOTE.get(config.modality, "")
@@ -108,11 +109,15 @@ def export_run(
         provenance["training"]["continued_from"] = continued_from(config)
     if config.modality == "ct":
         provenance["ct_input_mapping"] = ct_mapping_note(config)
-    card = build_card(config, onnx_path, provenance)
+    decision = None
+    if has_score_head(model, config.preprocess.size):
+        split_file = target / ckpt.SPLIT_FILE
+        decision = operating_point(onnx_path, config, split_file, data_root, SCORE_NAME)
+    card = build_card(config, onnx_path, provenance, decision)
     card.write(target)  # written before measuring: OnnxBackend loads the model through its card
     if with_metrics:
         metrics = validation_metrics(config, target, target / ckpt.SPLIT_FILE, data_root)
-        card = build_card(config, onnx_path, {**provenance, "metrics": metrics})
+        card = build_card(config, onnx_path, {**provenance, "metrics": metrics}, decision)
         card.write(target)
     log.info(
         "exported %s %s to %s (%.2f MB)", config.name, config.version, target, size_bytes / 2**20

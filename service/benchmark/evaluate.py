@@ -14,6 +14,12 @@ Conventions:
 * The loss is :func:`service.pipeline.metrics.dice_bce_loss` of the probabilities against the
   reference, per structure; ``None`` for a backend without probabilities (the threshold
   segmenter decides pixels, it has no probabilities to score).
+* The masks scored are the service's: after the image-level decisions (no lung found: empty;
+  infection not detected: no infection), so an image whose infection was missed scores an
+  infection Dice of 0. ``detection`` is the share of a group's images where infection was
+  detected (sensitivity for COVID-19 images, the false-detection rate for the others);
+  ``infection_percent_error`` the absolute difference of the infection percentage of the lung
+  from the reference's, in points, over images with both masks and a lung found.
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ class ImageScore:
     lung: StructureScore | None
     infection: StructureScore | None
     infection_percent: float | None
+    lung_found: bool = True
+    infection_detected: bool = False
+    infection_score: float = 0.0
+    infection_percent_error: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,11 +106,22 @@ class FalsePositiveRate:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """Share of the ``n`` images of a group where something holds (None when ``n`` is 0)."""
+
+    rate: float | None
+    n: int
+
+
+@dataclass(frozen=True)
 class GroupSummary:
     n_images: int
     lung: StructureSummary
     infection: StructureSummary
     infection_false_positive_rate: FalsePositiveRate
+    detection: Rate
+    lung_found: Rate
+    infection_percent_error: Stat
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,12 @@ def score_sample(sample: Sample, image: DecodedImage, frame: FrameResult) -> Ima
     lung_ref = load_mask(sample.lung, size)
     inf_ref = load_mask(sample.infection, size)
     masks = frame.masks
+    decision = frame.decision
+    error = None
+    percent = frame.stats.infection_percent
+    if lung_ref is not None and inf_ref is not None and lung_ref.any() and percent is not None:
+        reference = 100.0 * np.count_nonzero(inf_ref & lung_ref) / np.count_nonzero(lung_ref)
+        error = abs(percent - reference)
     return ImageScore(
         id=sample.id,
         group=sample.group,
@@ -148,7 +175,11 @@ def score_sample(sample: Sample, image: DecodedImage, frame: FrameResult) -> Ima
         infection=None
         if inf_ref is None
         else score_structure(None if probs is None else probs[1], masks.infection, inf_ref),
-        infection_percent=frame.stats.infection_percent,
+        infection_percent=percent,
+        lung_found=decision.lung_found if decision else True,
+        infection_detected=decision.infection_detected if decision else bool(masks.infection.any()),
+        infection_score=decision.infection_score if decision else 0.0,
+        infection_percent_error=error,
     )
 
 
@@ -199,7 +230,14 @@ def summarise_group(rows: list[ImageScore]) -> GroupSummary:
         infection_false_positive_rate=FalsePositiveRate(
             rate=false_pos / len(negative) if negative else None, n=len(negative)
         ),
+        detection=_rate([r.infection_detected for r in rows]),
+        lung_found=_rate([r.lung_found for r in rows]),
+        infection_percent_error=_stats([r.infection_percent_error for r in rows]),
     )
+
+
+def _rate(flags: list[bool]) -> Rate:
+    return Rate(sum(flags) / len(flags) if flags else None, len(flags))
 
 
 def summarise(rows: list[ImageScore]) -> Summary:
