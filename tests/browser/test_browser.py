@@ -102,9 +102,19 @@ def check_viewer(page, service_url, image: Path, models: list[str], modality: st
     for model in models:
         figure = page.locator(f"figure.result[data-model='{model}']")
         api = api_segment(service_url, image, modality=modality, model=model, format="png")
-        percent = figure.locator(".percent")
-        assert float(percent.get_attribute("data-value")) == api["infection_percent"]
-        assert percent.inner_text() == f"{api['infection_percent']:.2f} %"
+        verdict = figure.locator(".verdict")
+        assert "not a medical device" in verdict.inner_text()
+        if not api["lung_found"]:
+            assert verdict.get_attribute("data-verdict") == "no-lung"
+            assert "No lung found" in verdict.inner_text()
+        elif not api["infection_detected"]:
+            assert verdict.get_attribute("data-verdict") == "no-infection"
+            assert "not detected" in verdict.inner_text()
+        else:
+            percent = figure.locator(".percent")
+            assert float(percent.get_attribute("data-value")) == api["infection_percent"]
+            assert percent.inner_text() == f"{api['infection_percent']:.2f} %"
+            assert f"{api['infection_score']:.2f}" in verdict.inner_text()
         img = figure.locator("img")
         assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [
             api["width"],
@@ -122,6 +132,13 @@ def test_viewer_overlays_two_models_on_a_covid_radiograph(page, service_url, dat
         image = sorted((data_dir / QU_LAYOUT / "Val" / "COVID-19" / "images").glob("*.png"))[0]
     check_viewer(page, service_url, image, ["unet", "threshold"])
     page.screenshot(path=str(screenshots / "viewer-cxr.jpg"), full_page=True, quality=70)
+
+
+def test_viewer_says_no_lung_on_a_brain_ct(page, service_url, data_dir, screenshots):
+    check_viewer(page, service_url, data_dir / "files" / "dicom" / "eCT_Supplemental.dcm", ["unet"])
+    figure = page.locator("figure.result[data-model='unet']")
+    assert "No lung found" in figure.inner_text()
+    assert "0.00 %" not in figure.inner_text()
 
 
 def test_viewer_shows_a_dicom_radiograph(page, service_url, data_dir, screenshots):

@@ -75,10 +75,31 @@ function details(body) {
     node("dd", { text: v })]));
 }
 
-function caption(requested, body) {
+const RESEARCH = "research software, not a medical device: not for diagnosis";
+
+// What the image shows, said as the service decided it: no lung, no infection, or infection
+// with its score; the research-use note beside every percentage.
+function verdict(body) {
+  const note = node("span", { class: "research-note", text: ` (${RESEARCH})` });
+  const score = `decision score ${fmt(body.infection_score, 2)}`;
+  if (!body.lung_found) {
+    return node("div", { class: "verdict no-lung", "data-verdict": "no-lung" },
+      node("span", { class: "percent", text: "No lung found" }),
+      node("p", { class: "warning", text: (body.warnings || []).join("; ") }), note);
+  }
+  if (!body.infection_detected) {
+    return node("div", { class: "verdict no-infection", "data-verdict": "no-infection" },
+      "Infection: ", node("span", { class: "percent calm", "data-value": "0",
+        text: "not detected" }), ` (${score})`, note);
+  }
   const percent = node("span", { class: "percent", "data-value": String(body.infection_percent),
     text: `${fmt(body.infection_percent, 2)} %` });
-  const parts = [node("div", {}, "Infection: ", percent, " of the lung"), details(body)];
+  return node("div", { class: "verdict infection", "data-verdict": "infection" },
+    "Infection detected: ", percent, ` of the lung (${score})`, note);
+}
+
+function caption(requested, body) {
+  const parts = [verdict(body), details(body)];
   if (body.fallback) {
     parts.unshift(node("p", { class: "notice", role: "alert" },
       `${body.model.kind} ran instead of ${requested}: ${body.fallback}`));
@@ -87,8 +108,10 @@ function caption(requested, body) {
 }
 
 function altText(body) {
-  return `${body.modality.toUpperCase()} image with the lung (blue) and infection (orange) ` +
-    `found by ${body.model.name}: infection ${fmt(body.infection_percent, 2)} % of the lung`;
+  const what = !body.lung_found ? "no lung found" : !body.infection_detected
+    ? "lungs outlined, no infection detected"
+    : `infection ${fmt(body.infection_percent, 2)} % of the lung`;
+  return `${body.modality.toUpperCase()} image, ${body.model.name}: ${what}`;
 }
 
 async function draw(entry) {
