@@ -46,12 +46,33 @@ class ModelRef(BaseModel):
 class Areas(BaseModel):
     lung_area_px: int
     infection_area_px: int = Field(description="infection pixels inside the lung")
-    infection_percent: float = Field(description="infection / lung x 100; 0 when no lung")
+    infection_percent: float | None = Field(
+        description="infection / lung x 100; 0 when no infection is detected, null when no lung"
+        " is found"
+    )
     lung_area_mm2: float | None = Field(None, description="with DICOM pixel spacing only")
     infection_area_mm2: float | None = Field(None, description="with DICOM pixel spacing only")
 
 
-class FrameResult(Areas):
+class Decision(BaseModel):
+    """What the image shows, in plain terms (research use: not a diagnosis)."""
+
+    lung_found: bool = Field(
+        description="a chest image of the modality asked: false for a blank, tiny or non-chest "
+        "image (the masks are then empty and infection_percent is null)"
+    )
+    infection_detected: bool = Field(
+        description="COVID-19-pattern infection present by the model's decision head (or, for "
+        "a model without one, any infection left after cleanup); false: its mask is empty"
+    )
+    infection_score: float = Field(
+        description="0..1: the decision head's probability, or the infected fraction of the "
+        "lung for a model without a head"
+    )
+    warnings: list[str] = Field(description="why no lung or no infection, in plain words")
+
+
+class FrameResult(Areas, Decision):
     index: int
     masks: MaskSet
 
@@ -65,8 +86,9 @@ class Timings(BaseModel):
     total: float = 0.0
 
 
-class SegmentResponse(Areas):
-    """One segmented upload; areas are totals over frames for multi-frame DICOM."""
+class SegmentResponse(Areas, Decision):
+    """One segmented upload; areas are totals over frames for multi-frame DICOM, decisions
+    those of the image (a lung / infection when any frame has one)."""
 
     modality: Literal["cxr", "ct"]
     model: ModelRef
@@ -127,11 +149,27 @@ class FalsePositiveRate(BaseModel):
     n: int = Field(description="images whose infection reference is empty")
 
 
+class Rate(BaseModel):
+    rate: float | None = Field(description="share of the n images (null when n is 0)")
+    n: int
+
+
 class GroupSummary(BaseModel):
     n_images: int
     lung: StructureSummary = Field(description="over images with a lung reference")
-    infection: StructureSummary = Field(description="over images whose infection is non-empty")
+    infection: StructureSummary = Field(
+        description="over images whose infection is non-empty (a missed image scores 0)"
+    )
     infection_false_positive_rate: FalsePositiveRate
+    detection: Rate | None = Field(
+        None,
+        description="images where infection was detected: sensitivity for COVID-19 images, "
+        "false detections for the others",
+    )
+    lung_found: Rate | None = Field(None, description="images where a lung was found")
+    infection_percent_error: Stat | None = Field(
+        None, description="|infection % of lung - the reference's|, points"
+    )
 
 
 class Summary(BaseModel):
@@ -158,7 +196,13 @@ class ImageScore(BaseModel):
     covid: bool
     lung: StructureScore | None = Field(description="null when the set has no lung mask")
     infection: StructureScore | None = Field(description="null when it has no infection mask")
-    infection_percent: float
+    infection_percent: float | None = Field(description="null when no lung was found")
+    lung_found: bool = True
+    infection_detected: bool = False
+    infection_score: float = 0.0
+    infection_percent_error: float | None = Field(
+        None, description="|infection % - the reference's| in points"
+    )
 
 
 class EntryModel(BaseModel):
