@@ -30,6 +30,7 @@ from service.models.gates import SharedThreads, StageClock, gate
 from service.models.onnx_backend import CUDA, choose_providers
 from service.models.registry import ModelRegistry
 from service.models.threshold import ThresholdBackend
+from service.pipeline.decide import image_decision
 from service.pipeline.measure import total_stats
 from service.pipeline.result import Encoded, FrameResult, Segmentation
 from service.pipeline.run import CHUNK_FRAMES, StageRunner, run
@@ -211,6 +212,7 @@ class Segmenter:
         resolved = resolve_modality(image, modality)
         backend, fallback = self.backend_for(model or self.config.default_kind, resolved)
         frames = self.run(backend, image, clock)
+        decided = image_decision([f.decision for f in frames])
         result = Segmentation(
             modality=resolved,
             model=backend.info,
@@ -222,6 +224,10 @@ class Segmenter:
             frames=frames,
             total=total_stats([f.stats for f in frames]),
             source=image.source,
+            lung_found=decided.lung_found,
+            infection_detected=decided.infection_detected,
+            infection_score=decided.infection_score,
+            warnings=decided.warnings,
         )
         if encoder is not None:
             encoded = clock.run("encode", lambda: encoder(result), self._cpu_gate)
