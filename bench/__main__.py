@@ -143,6 +143,21 @@ def service_runs(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any
     return out
 
 
+QUICK_VOLUMES = ((100, 3.0),)
+FULL_VOLUMES = ((300, 1.0), (600, 0.5))
+
+
+def auth_costs() -> dict[str, Any]:
+    """Microseconds per credential check (``python -m service.api.auth bench``, a process of
+    its own: the tools never import service.api): an API key against a file of 10 clients,
+    authentication off, RS256 and ES256 tokens with their keys cached."""
+    cmd = [sys.executable, "-m", "service.api.auth", "bench"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO_ROOT)
+    costs: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    log.info("auth: %s", ", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
+    return costs
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", type=Path, default=REPO_ROOT / "models")
@@ -226,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     report["inproc"] = [] if args.skip_inproc else inproc_runs(args, env)
-    report["volume"] = [] if args.skip_volume else volume_runs(args.models)
+    sizes = QUICK_VOLUMES if args.quick else FULL_VOLUMES
+    report["volume"] = [] if args.skip_volume else volume_runs(args.models, sizes)
+    report["auth"] = auth_costs()
     # kept even if the service part fails
     (args.out / "raw-latest.json").write_text(json.dumps(report, indent=2) + "\n")
     report["service"] = service_runs(args, env)

@@ -132,4 +132,16 @@ def print_report(report: dict[str, Any]) -> None:
     eff_inproc = efficiency(report, http=False)
     if eff_inproc is not None:
         lines.append(f"the same without HTTP and decoding (in-process c=4): {eff_inproc:.2f}")
+    for run in report.get("volume", []):
+        lines.append(
+            f"CT volume {run['slices']} slices ({run['model']} {run['precision']}): "
+            f"{run['path_s']:.1f} s from bytes to result, {run['path_slices_per_s']:.1f} slices/s"
+            + (f", efficiency {run['efficiency']:.2f}" if "efficiency" in run else "")
+        )
+    auth = report.get("auth") or {}
+    if auth:
+        lines.append(
+            "credential check, µs: "
+            + ", ".join(f"{k.removesuffix('_us')} {v:.1f}" for k, v in auth.items())
+        )
     log.info("\n".join(lines))
