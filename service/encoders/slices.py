@@ -11,12 +11,17 @@ Document::
 
     {"format": "lungseg-slices-rle", "version": 1,
      "labels": {"0": "background", "1": "lung", "2": "infection"},
-     "shape": [input shape], "slice_axis": 0,
+     "layout": "input", "shape": [input shape], "slice_axis": 0,
      "slices": [{"index": 0, "canonical_index": 63, "upload_index": 12, "frame": 0,
                  "lung": {"size": [512, 512], "counts": "..."}, "infection": {...}}, ...]}
 
 ``upload_index`` (the slice's file position in the upload, 0-based) and ``frame`` (its 0-based
 frame in that file) are given for DICOM only.
+
+:func:`encode_canonical` writes the same document in the canonical layout instead (``"layout":
+"canonical"``: slices inferior -> superior, rows anterior -> posterior, columns patient right
+-> left, whatever the input's orientation), each slice with its ``input_index``: what a viewer
+drawing the volume in radiological orientation overlays.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ def slices_document(result: VolumeSegmentation) -> dict[str, Any]:
         "format": DOCUMENT,
         "version": 1,
         "labels": {"0": "background", "1": "lung", "2": "infection"},
+        "layout": "input",
         "shape": list(result.layout.shape),
         "slice_axis": result.input_slice_axis,
         "slices": slice_masks(result),
@@ -71,3 +77,32 @@ def encode_volume(result: VolumeSegmentation) -> EncodedFile:
     """The per-slice RLE document as a JSON file (``application/json``)."""
     content = json.dumps(slices_document(result), separators=(",", ":")).encode("utf-8")
     return EncodedFile(FORMAT, MEDIA_TYPE, content, FILENAME)
+
+
+def canonical_document(result: VolumeSegmentation) -> dict[str, Any]:
+    """The document in the canonical layout (see the module docstring)."""
+    labels = result.labels
+    slices = [
+        {
+            "index": m.index,
+            "input_index": m.input_index,
+            "lung": encode(labels[m.index] >= LUNG),
+            "infection": encode(labels[m.index] == INFECTION),
+        }
+        for m in result.slices
+    ]
+    return {
+        "format": DOCUMENT,
+        "version": 1,
+        "layout": "canonical",
+        "labels": {"0": "background", "1": "lung", "2": "infection"},
+        "shape": [int(n) for n in labels.shape],
+        "slice_axis": 0,
+        "slices": slices,
+    }
+
+
+def encode_canonical(result: VolumeSegmentation) -> EncodedFile:
+    """The canonical per-slice RLE document as a JSON file (``application/json``)."""
+    content = json.dumps(canonical_document(result), separators=(",", ":")).encode("utf-8")
+    return EncodedFile(FORMAT, MEDIA_TYPE, content, "slices-canonical.json")
