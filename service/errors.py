@@ -49,6 +49,11 @@ class NotFoundError(LungsegError):
     """A resource asked for by id does not exist (e.g. a benchmark job)."""
 
 
+class ConflictError(LungsegError):
+    """The resource exists but cannot give what was asked in its present state (a job not done
+    yet; a DICOM SEG of a volume that came as NIfTI)."""
+
+
 class ModelLoadError(LungsegError):
     """A model artifact is missing, corrupt or does not match its card (not the caller's fault)."""
 
@@ -77,7 +82,7 @@ class SeriesChoiceError(InvalidParameterError):
     """
 
     def __init__(self, message: str, series: list[dict[str, str | int]]) -> None:
-        super().__init__(message)
+        super().__init__(message, "series_uid")
         self.series = series
 
 

@@ -19,6 +19,7 @@ from service.benchmark.archive import ExtractionArea
 from service.benchmark.jobs import BenchmarkRunner
 from service.jobs import Reservation
 from service.models.segmenter import Segmenter
+from service.volumes.jobs import VolumeJobs
 
 
 def settings(request: Request) -> Settings:
@@ -41,11 +42,16 @@ def extractions(request: Request) -> ExtractionArea:
     return request.app.state.extractions
 
 
+def volume_jobs(request: Request) -> VolumeJobs:
+    return request.app.state.volumes
+
+
 SettingsDep = Annotated[Settings, Depends(settings)]
 SegmenterDep = Annotated[Segmenter, Depends(segmenter)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
 RunnerDep = Annotated[BenchmarkRunner, Depends(runner)]
 ExtractionsDep = Annotated[ExtractionArea, Depends(extractions)]
+VolumesDep = Annotated[VolumeJobs, Depends(volume_jobs)]
 
 
 async def benchmark_place(runner: RunnerDep) -> AsyncIterator[Reservation]:
@@ -60,6 +66,20 @@ async def benchmark_place(runner: RunnerDep) -> AsyncIterator[Reservation]:
 
 
 BenchmarkPlace = Annotated[Reservation, Depends(benchmark_place)]
+
+
+async def volume_place(volumes: VolumesDep) -> AsyncIterator[Reservation]:
+    """A place in the worker's volume queue, taken before the upload is read (503 when none is
+    free); freed at the end of the request unless a submitted job took it."""
+    place = volumes.reserve()
+    try:
+        yield place
+    finally:
+        if not place.taken:
+            place.release()
+
+
+VolumePlace = Annotated[Reservation, Depends(volume_place)]
 
 
 async def admitted(request: Request) -> AsyncIterator[None]:

@@ -32,6 +32,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.LungsegError], int]] = [
     (errors.UnauthenticatedError, 401),
     (errors.ForbiddenError, 403),
     (errors.NotFoundError, 404),
+    (errors.ConflictError, 409),
     (errors.UploadTimeoutError, 408),
     (errors.InvalidInputError, 400),
     (errors.ModelLoadError, 503),
@@ -44,6 +45,7 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     401: "no credential, or one that is not valid (see WWW-Authenticate)",
     403: "the credential lacks the scope this operation needs",
     404: "unknown id or set",
+    409: "the job is not done yet, or cannot give this file (e.g. a SEG of a NIfTI volume)",
     408: "the upload stopped sending data (LUNGSEG_UPLOAD_TIMEOUT_S)",
     413: "upload or image too large",
     415: "unsupported or undecodable file, or Content-Type",
@@ -109,9 +111,11 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
         return busy(exc, request.url.path)
     if isinstance(exc, errors.UnauthenticatedError | errors.ForbiddenError):
         return refused(exc, request.url.path)
-    extra = {}
+    extra: dict[str, Any] = {}
     if isinstance(exc, errors.InvalidParameterError) and exc.parameter:
         extra["errors"] = [{"loc": ["query", exc.parameter], "msg": str(exc), "type": "value"}]
+    if isinstance(exc, errors.SeriesChoiceError):
+        extra["series"] = exc.series  # for the caller to choose one (never logged)
     return problem(status, str(exc), slug(type(exc)), request.url.path, **extra)
 
 

@@ -1,4 +1,4 @@
-"""Start-up and shutdown: build the segmenter, the results store and the job runner once."""
+"""Start-up and shutdown: build the segmenter, the job stores and the job runners once."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from service.api.settings import Settings
 from service.benchmark.archive import ExtractionArea
 from service.benchmark.jobs import BenchmarkRunner
 from service.benchmark.store import RunStore
+from service.benchmark.volume_store import VolumeStore
+from service.jobs import LocalExecutor
 from service.models.segmenter import Segmenter
+from service.volumes.jobs import VolumeJobs
 
 log = logging.getLogger("lungseg")
 
@@ -42,6 +45,9 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start = time.perf_counter()
+        pacs = settings.dicomweb_config()  # a bad PACS setting stops the start at once
+        if settings.dicomweb_store and pacs is None:
+            log.warning("LUNGSEG_DICOMWEB_STORE is set without LUNGSEG_DICOMWEB_URL: ignored")
         # OpenCV's own thread pool would multiply with the concurrent inferences: one thread
         # per inference keeps threads x in-flight inferences <= cores.
         cv2.setNumThreads(settings.threads_per_inference)
@@ -50,10 +56,23 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         interrupted = store.mark_interrupted()
         if interrupted:
             log.warning("%d benchmark runs had lost their worker: marked interrupted", interrupted)
+        volume_store = VolumeStore(store.engine)  # one database, one engine
+        lost = volume_store.mark_interrupted()
+        if lost:
+            log.warning("%d volume jobs had lost their worker: marked interrupted", lost)
         app.state.segmenter = segmenter
         app.state.extractions = ExtractionArea(settings.benchmark_disk_quota_bytes)
+        executor = LocalExecutor()  # every kind of job of this worker (service.jobs)
         app.state.runner = BenchmarkRunner(
-            store, segmenter, max_pending=settings.benchmark_max_pending
+            store, segmenter, max_pending=settings.benchmark_max_pending, executor=executor
+        )
+        app.state.volumes = VolumeJobs(
+            volume_store,
+            segmenter,
+            executor,
+            ttl_s=settings.result_ttl_s,
+            pacs=pacs,
+            max_pending=settings.volume_max_pending,
         )
         in_flight = settings.in_flight_limit
         if segmenter.batched and not settings.max_in_flight:
@@ -70,6 +89,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             yield
         finally:
             app.state.runner.shutdown()
+            app.state.volumes.shutdown()
             app.state.extractions.close()
             segmenter.close()
             store.engine.dispose()

@@ -23,6 +23,8 @@ from service.api.routers import (
     pages,
     render,
     segment,
+    volume_files,
+    volumes,
 )
 from service.api.settings import Settings, get_settings
 
@@ -55,7 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics.create()
     errors.install(app)
     openapi.install(app)
-    routers = (segment.router, render.router, models.router, benchmark.router, health.router)
+    routers = (
+        segment.router,
+        render.router,
+        volumes.router,
+        volume_files.router,
+        models.router,
+        benchmark.router,
+        health.router,
+    )
     for router in (*routers, docs.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -34,6 +34,11 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         None, description="for 400/422 from parameter validation: each offending parameter"
     )
+    series: list[dict[str, Any]] | None = Field(
+        None,
+        description="422 for an upload of several DICOM series without series_uid: each "
+        "series (series_uid, description, modality, instances) to choose from",
+    )
 
 
 class ModelRef(BaseModel):

@@ -6,10 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.cpus import WorkerShare
+from service.dicomweb import DicomwebConfig
 from service.models.onnx_backend import DEFAULT_CUDA_OPTIONS
 from service.models.segmenter import SegmenterConfig
 
@@ -134,7 +135,8 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 when saturated")
     database_url: str = Field(
         f"sqlite:///{REPO_ROOT / 'var' / 'lungseg.db'}",
-        description="SQLAlchemy URL of the benchmark results store (SQLite or PostgreSQL)",
+        description="SQLAlchemy URL of the job store (benchmark runs, volume jobs and their "
+        "files; SQLite or PostgreSQL)",
     )
     benchmark_sets: dict[str, Path] = Field(
         default_factory=dict,
@@ -156,6 +158,74 @@ class Settings(BaseSettings):
         ge=1,
         description="most bytes of uploaded sets a worker keeps extracted at once; more: 503",
     )
+
+    max_volume_pixels: int = Field(
+        160_000_000,
+        ge=1,
+        description="largest volume (voxels of a series or NIfTI, ~610 slices of 512x512), "
+        "checked before decoding; assembling holds ~3x its float32 voxels at the peak",
+    )
+    volume_max_upload_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1,
+        description="largest volume upload (every file together, zips expanded) and largest "
+        "series retrieved from the PACS (bytes); held in memory, never on disk",
+    )
+    volume_max_files: int = Field(
+        10_000, ge=1, description="most files of one volume upload (parts and zip entries)"
+    )
+    volume_sync_max_slices: int = Field(
+        0,
+        ge=0,
+        description="volume uploads of at most this many slices answer 200 with the result; "
+        "larger ones (and every PACS pull) 202 + Location; 0 = always 202",
+    )
+    volume_max_pending: int = Field(
+        2,
+        ge=1,
+        description="volume jobs a worker keeps queued or running (each holds its volume in "
+        "memory until it is segmented); one more is refused with 503",
+    )
+    result_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="volume jobs, their results and files are deleted this long after they "
+        "ended (or were created, while unfinished)",
+    )
+    dicomweb_url: str | None = Field(
+        None,
+        description="the PACS's DICOMweb root (http(s), no credentials in it), e.g. "
+        "http://pacs:8042/dicom-web; unset = no PACS pull or push",
+    )
+    dicomweb_username: str | None = Field(None, description="PACS: HTTP basic user name")
+    dicomweb_password: SecretStr | None = Field(None, description="PACS: HTTP basic password")
+    dicomweb_token: SecretStr | None = Field(
+        None, description="PACS: a bearer token instead of basic credentials"
+    )
+    dicomweb_store: bool = Field(
+        False,
+        description="send the DICOM SEG of every volume back to the PACS (STOW-RS) unless "
+        "the request says store=false",
+    )
+    dicomweb_connect_timeout_s: float = Field(
+        5.0, gt=0, description="PACS: seconds to open a connection"
+    )
+    dicomweb_timeout_s: float = Field(
+        30.0, gt=0, description="PACS: an answer that sends nothing for this long is abandoned"
+    )
+    dicomweb_deadline_s: float = Field(
+        300.0, gt=0, description="PACS: most seconds for one call, retries included"
+    )
+    dicomweb_retries: int = Field(
+        3, ge=0, description="PACS: further attempts after a retryable failure (backoff)"
+    )
+
+    @field_validator(
+        "dicomweb_url", "dicomweb_username", "dicomweb_password", "dicomweb_token", mode="before"
+    )
+    @classmethod
+    def _blank_pacs_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def share(self) -> WorkerShare:
@@ -189,12 +259,37 @@ class Settings(BaseSettings):
             precision=self.precision,
             intra_op_threads=self.threads_per_inference,
             max_pixels=self.max_pixels,
+            max_volume_pixels=self.max_volume_pixels,
             batch_window_ms=self.batch_window_ms,
             max_batch=self.max_batch,
             max_inferences=self.in_flight_limit,
             cpu_stages=self.cores,
             cuda_options=self.cuda_options,
             default_kind=self.default_model,
+        )
+
+    def dicomweb_config(self) -> DicomwebConfig | None:
+        """The PACS's DICOMweb settings, None without ``dicomweb_url``; a retrieved series is
+        bounded as an upload is (``volume_max_upload_bytes``, ``volume_max_files``).
+
+        Raises:
+            ValueError: credentials in the URL, both basic credentials and a token, a user
+                name without a password (or the reverse), a URL that is not http(s).
+        """
+        if self.dicomweb_url is None:
+            return None
+        password, token = self.dicomweb_password, self.dicomweb_token
+        return DicomwebConfig(
+            base_url=self.dicomweb_url,
+            username=self.dicomweb_username,
+            password=password.get_secret_value() if password is not None else None,
+            bearer_token=token.get_secret_value() if token is not None else None,
+            connect_timeout_s=self.dicomweb_connect_timeout_s,
+            idle_timeout_s=self.dicomweb_timeout_s,
+            deadline_s=self.dicomweb_deadline_s,
+            max_bytes=self.volume_max_upload_bytes,
+            max_instances=self.volume_max_files,
+            retries=self.dicomweb_retries,
         )
 
 

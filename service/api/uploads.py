@@ -1,6 +1,7 @@
 """Reading an upload from the request body: in memory, bounded, and at a sane pace.
 
-An upload is the file in a multipart/form-data part named ``file`` (``curl -F file=@x.dcm``),
+An upload is the file in a multipart/form-data part named ``file`` (``curl -F file=@x.dcm``;
+a volume may come as several parts named ``file``: :func:`read_uploads`),
 or the whole body with the file's own media type (``application/dicom``, as DICOMweb
 clients and PACS bridges post it; also ``application/octet-stream``, ``image/png``,
 ``image/jpeg``). Nothing is written to disk: patient images stay in memory.
@@ -36,6 +37,8 @@ from service.errors import (
 FIELD = "file"
 MULTIPART_SLACK = 1 << 20
 """Bytes a multipart body may hold beyond the file itself (boundaries, headers, other fields)."""
+PART_SLACK = 4096
+"""Further bytes per allowed part of a body with several files (its boundary and headers)."""
 RAW_TYPES = frozenset(
     {"application/dicom", "application/octet-stream", "image/png", "image/jpeg", "image/jpg"}
 )
@@ -129,6 +132,11 @@ async def _chunks(request: Request, limits: UploadLimits, budget: int) -> AsyncI
         yield chunk
 
 
+async def read_body(request: Request, limits: UploadLimits, budget: int) -> bytes:
+    """The whole body, at most ``budget`` bytes, within ``limits``' pace (a small JSON)."""
+    return b"".join([chunk async for chunk in _chunks(request, limits, budget)])
+
+
 async def read_upload(request: Request, limits: UploadLimits) -> Upload:
     """The uploaded file's bytes (see the module docstring).
 
@@ -139,40 +147,62 @@ async def read_upload(request: Request, limits: UploadLimits) -> Upload:
         InvalidInputError: a multipart body without a ``file`` part, or a malformed one.
         UnsupportedMediaError: another Content-Type.
     """
+    (upload,) = await read_uploads(request, limits, max_parts=1)
+    return upload
+
+
+async def read_uploads(
+    request: Request,
+    limits: UploadLimits,
+    max_parts: int,
+    raw_types: frozenset[str] = RAW_TYPES,
+) -> list[Upload]:
+    """The uploaded files: every multipart part named ``file`` (at most ``max_parts``; with
+    ``max_parts=1`` later ``file`` parts are ignored), or the whole body when its Content-Type
+    is one of ``raw_types``. ``limits.max_bytes`` bounds the files together.
+
+    Raises: as :func:`read_upload`; InputTooLargeError also for more than ``max_parts`` parts.
+    """
     kind, options = media_type(request)
-    filename = None
     if kind == MULTIPART:
-        data, filename = await _multipart_file(request, limits, options.get(b"boundary", b""))
-    elif kind in RAW_TYPES or not kind:
+        uploads = await _multipart_files(request, limits, options.get(b"boundary", b""), max_parts)
+    elif kind in raw_types or not kind:
         data = b"".join([c async for c in _chunks(request, limits, limits.max_bytes)])
         if data and not kind:
             raise UnsupportedMediaError(
                 "the request has a body but no Content-Type: send multipart/form-data with the "
                 f"file in a part named {FIELD!r}, or the file as the body (application/dicom)"
             )
+        uploads = [Upload(data)]
     else:
         raise UnsupportedMediaError(
             f"Content-Type {kind or '(none)'} is not accepted: send multipart/form-data with the "
             f"file in a part named {FIELD!r}, or the file as the body (application/dicom)"
         )
-    if len(data) > limits.max_bytes:
+    if sum(len(u.data) for u in uploads) > limits.max_bytes:
         raise InputTooLargeError(f"the upload exceeds {limits.max_bytes} bytes")
-    if not data:
+    if not any(u.data for u in uploads):
         raise EmptyInputError("the upload is empty (0 bytes): send a DICOM, PNG or JPEG file")
-    return Upload(data, filename)
+    return [u for u in uploads if u.data]
 
 
-class _FilePart:
-    """python-multipart callbacks that keep the bytes of the part named ``file``."""
+class _FileParts:
+    """python-multipart callbacks that keep the bytes of the parts named ``file`` (the first
+    ``max_parts``: with one, later ``file`` parts are ignored; with more, one too many is
+    refused), at most ``limit`` bytes together."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_parts: int) -> None:
         self.limit = limit
-        self.found = False
-        self.filename: str | None = None
-        self.data = bytearray()
+        self.max_parts = max_parts
+        self.parts: list[tuple[bytearray, str | None]] = []
+        self.size = 0
         self._header = b""
         self._disposition = b""
-        self._wanted = False
+        self._current: bytearray | None = None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.parts)
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -184,7 +214,7 @@ class _FilePart:
         }
 
     def _begin(self) -> None:
-        self._header, self._disposition, self._wanted = b"", b"", False
+        self._header, self._disposition, self._current = b"", b"", None
 
     def _field(self, data: bytes, start: int, end: int) -> None:
         self._header = data[start:end].lower()
@@ -195,34 +225,43 @@ class _FilePart:
 
     def _headers_done(self) -> None:
         _, params = parse_options_header(self._disposition)
-        self._wanted = params.get(b"name") == FIELD.encode() and not self.found
-        if self._wanted and b"filename" in params:
-            self.filename = params[b"filename"].decode("utf-8", "replace")
-        self.found = self.found or self._wanted
+        if params.get(b"name") != FIELD.encode():
+            return
+        if len(self.parts) == self.max_parts:
+            if self.max_parts == 1:
+                return  # one file asked for: the first part named file is it
+            raise InputTooLargeError(
+                f"the upload has more than {self.max_parts} parts named {FIELD!r}: zip the files"
+            )
+        name = params[b"filename"].decode("utf-8", "replace") if b"filename" in params else None
+        self._current = bytearray()
+        self.parts.append((self._current, name))
 
     def _data(self, data: bytes, start: int, end: int) -> None:
-        if self._wanted:
-            self.data += data[start:end]
-            if len(self.data) > self.limit:
+        if self._current is not None:
+            self._current += data[start:end]
+            self.size += end - start
+            if self.size > self.limit:
                 raise InputTooLargeError(f"the upload exceeds {self.limit} bytes")
 
 
-async def _multipart_file(
-    request: Request, limits: UploadLimits, boundary: bytes
-) -> tuple[bytes, str | None]:
+async def _multipart_files(
+    request: Request, limits: UploadLimits, boundary: bytes, max_parts: int
+) -> list[Upload]:
     if not boundary:
         raise InvalidInputError("multipart/form-data without a boundary parameter")
-    part = _FilePart(limits.max_bytes)
-    parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
+    parts = _FileParts(limits.max_bytes, max_parts)
+    parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
+    slack = MULTIPART_SLACK + PART_SLACK * max_parts  # part headers and boundaries
     try:
-        async for chunk in _chunks(request, limits, limits.max_bytes + MULTIPART_SLACK):
+        async for chunk in _chunks(request, limits, limits.max_bytes + slack):
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as err:
         raise InvalidInputError(f"the multipart body is malformed: {err}") from err
-    if not part.found:
+    if not parts.found:
         raise InvalidInputError(
             f"the multipart body has no part named {FIELD!r}: send the file as "
             f"-F {FIELD}=@image.dcm"
         )
-    return bytes(part.data), part.filename
+    return [Upload(bytes(data), name) for data, name in parts.parts]

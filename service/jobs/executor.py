@@ -105,6 +105,19 @@ class Reservation:
 class Executor(Protocol):
     """What the runners use; :class:`LocalExecutor` in process, a task queue across them."""
 
+    def register(
+        self,
+        kind: str,
+        worker: Worker,
+        *,
+        workers: int = 1,
+        max_pending: int = 4,
+        retry_after_s: int = 30,
+        busy_message: str | None = None,
+    ) -> None:
+        """Run jobs of ``kind`` with ``worker`` (each runner registers its kind once)."""
+        ...
+
     def reserve(self, kind: str) -> Reservation:
         """A place in ``kind``'s queue. Raises BusyError when none is free."""
         ...
@@ -261,7 +274,8 @@ def record_outcome(
     except (JobStopped, KeyboardInterrupt):
         raise
     except LungsegError as err:
-        log.warning("%s job %s failed: %s", job.kind, job.id, type(err).__name__)
+        kind = next(c.__name__ for c in type(err).__mro__ if not c.__name__.startswith("_"))
+        log.warning("%s job %s failed: %s", job.kind, job.id, kind)
         record("failed", None, str(err))
     except Exception:  # a worker thread must record any failure instead of dying silently
         log.exception("%s job %s crashed", job.kind, job.id)

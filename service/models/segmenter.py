@@ -57,6 +57,8 @@ class SegmenterConfig:
             fp32), ``fp32``, ``int8`` or ``fp16``.
         intra_op_threads: ONNX Runtime threads per inference (0 = its default).
         max_pixels: largest accepted image (all frames), checked before decompression.
+        max_volume_pixels: largest accepted volume (voxels, a series' planes or a NIfTI's
+            array) for :meth:`Segmenter.load_volume`; None = ``max_pixels``.
         batch_window_ms: when > 0, concurrent requests to one ONNX model arriving within this
             window run as one batch (micro-batching); ``None``: ``GPU_BATCH_WINDOW_MS`` for the
             models on CUDA, off on the CPU (where one image at a time is as fast). Models on
@@ -80,6 +82,7 @@ class SegmenterConfig:
     precision: str = "auto"
     intra_op_threads: int = 0
     max_pixels: int = 80_000_000
+    max_volume_pixels: int | None = None
     batch_window_ms: float | None = None
     max_batch: int = 32
     max_inferences: int = 0
@@ -112,6 +115,7 @@ class Segmenter:
     def __init__(self, config: SegmenterConfig) -> None:
         self.config = config
         self.max_pixels = config.max_pixels
+        self.max_volume_pixels = config.max_volume_pixels or config.max_pixels
         self._infer_gate = gate(config.max_inferences)
         self._cpu_gate = gate(config.cpu_stages)
         self._decode_threads = SharedThreads(config.cpu_stages or usable_cores())
@@ -266,15 +270,14 @@ class Segmenter:
         self, files: Sequence[bytes], series_uid: str | None = None, clock: StageClock | None = None
     ) -> Volume:
         """One NIfTI file, or the files of a DICOM series (any order) -> Volume, within the
-        CPU-stage limit and ``max_pixels``; timed as ``assemble``."""
+        CPU-stage limit and ``max_volume_pixels``; timed as ``assemble``."""
+        limit = self.max_volume_pixels
 
         def load() -> Volume:
             if len(files) == 1 and is_nifti(files[0]):
-                return decode_nifti(files[0], max_pixels=self.max_pixels)
+                return decode_nifti(files[0], max_pixels=limit)
             with self._decode_threads as n:
-                return assemble_series(
-                    files, max_pixels=self.max_pixels, threads=n, series_uid=series_uid
-                )
+                return assemble_series(files, max_pixels=limit, threads=n, series_uid=series_uid)
 
         return (clock or StageClock()).run("assemble", load, self._cpu_gate)
 
