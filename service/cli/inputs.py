@@ -60,4 +60,3 @@ def read_input(path: Path) -> Input:
 
 def _regular_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
-
