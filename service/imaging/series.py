@@ -88,12 +88,13 @@ def assemble_series(
     planes = [plane for index, ds in chosen for plane in planes_of(ds, index, max_pixels)]
     check_pixel_limit(planes[0].rows, planes[0].columns, len(planes), max_pixels, "the series")
     stack = stack_planes(planes)
-    pixels = _decode(dict(chosen), max_pixels, threads)
     warnings = list(stack.warnings)
-    kept = _drop_duplicates(stack.groups, planes, pixels, skipped, warnings)
-    array = np.stack([pixels[planes[i].file][planes[i].frame] for i in kept])
-    del pixels  # the decoded files: only the stacked copy is kept
+    kept = [group[0] for group in stack.groups]
+    compared = {planes[other].file for group in stack.groups for other in group[1:]}
+    array = _decode_into_stack(dict(chosen), planes, kept, max_pixels, threads, compared)
+    _drop_duplicates(stack.groups, planes, array, dict(chosen), max_pixels, skipped, warnings)
     canonical = to_canonical(array, stack.affine)
+    del array  # the canonical copy (or the same array, when the series is already canonical)
     if canonical.to_input[0, 0] != 0:
         raise UnsupportedMediaError(
             "the series is not axial (its slices are coronal or sagittal): lungseg segments "
@@ -211,33 +212,61 @@ def _check_ct(chosen: list[tuple[int, Dataset]]) -> None:
         )
 
 
-def _decode(datasets: dict[int, Dataset], max_pixels: int, threads: int) -> dict[int, np.ndarray]:
-    """float32 HU ``(frames, H, W)`` of each file, by file index."""
-    indices = sorted(datasets)
-    per_frame = threads if len(indices) == 1 else 1
+def _decode_into_stack(
+    datasets: dict[int, Dataset],
+    planes: list[Plane],
+    kept: list[int],
+    max_pixels: int,
+    threads: int,
+    compared: set[int],
+) -> np.ndarray:
+    """float32 HU ``(len(kept), H, W)``: each kept plane's pixels, in ``kept``'s order.
 
-    def one(index: int) -> np.ndarray:
-        return decode_dataset(datasets[index], max_pixels=max_pixels, threads=per_frame).pixels
+    Each file is decoded once, straight into its rows of one preallocated array, and its
+    compressed pixel data is released at once: the series' voxels are held once, not as
+    decoded files plus a stacked copy (files decode in parallel, ``threads`` at a time).
+    """
+    rows, columns = planes[kept[0]].rows, planes[kept[0]].columns
+    out = np.empty((len(kept), rows, columns), np.float32)
+    targets: dict[int, list[tuple[int, int]]] = {}
+    for position, index in enumerate(kept):
+        targets.setdefault(planes[index].file, []).append((position, planes[index].frame))
+    per_frame = threads if len(targets) == 1 else 1
 
-    if threads == 1 or len(indices) == 1:
-        return {index: one(index) for index in indices}
-    with ThreadPoolExecutor(max_workers=min(threads, len(indices))) as pool:
-        return dict(zip(indices, pool.map(one, indices), strict=True))
+    def one(file: int) -> None:
+        pixels = decode_dataset(datasets[file], max_pixels=max_pixels, threads=per_frame).pixels
+        for position, frame in targets[file]:
+            out[position] = pixels[frame]
+        if file not in compared and "PixelData" in datasets[file]:
+            del datasets[file].PixelData  # decoded: the headers are all that is needed now
+
+    files = sorted(targets)
+    if threads == 1 or len(files) == 1:
+        for file in files:
+            one(file)
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
+            list(pool.map(one, files))
+    return out
 
 
 def _drop_duplicates(
     groups: list[list[int]],
     planes: list[Plane],
-    pixels: dict[int, np.ndarray],
+    stacked: np.ndarray,
+    datasets: dict[int, Dataset],
+    max_pixels: int,
     skipped: Counter[str],
     warnings: list[str],
-) -> list[int]:
-    """The first plane of each position; identical duplicates dropped, different ones refused."""
+) -> None:
+    """Identical instances at one position are dropped (the first is kept), different ones
+    refused; a duplicate is decoded only to be compared with the kept plane."""
     dropped = 0
-    for group in groups:
-        first = pixels[planes[group[0]].file][planes[group[0]].frame]
+    for position, group in enumerate(groups):
         for other in group[1:]:
-            if not np.array_equal(first, pixels[planes[other].file][planes[other].frame]):
+            plane = planes[other]
+            pixels = decode_dataset(datasets[plane.file], max_pixels=max_pixels).pixels
+            if not np.array_equal(stacked[position], pixels[plane.frame]):
                 raise SeriesError(
                     "two instances at the same slice position have different pixels: the "
                     "upload mixes acquisitions under one Series Instance UID; upload one series"
@@ -246,7 +275,6 @@ def _drop_duplicates(
     if dropped:
         skipped["duplicate"] += dropped
         warnings.append(f"{dropped} duplicate instance(s) at the same position dropped")
-    return [group[0] for group in groups]
 
 
 def _source(datasets: dict[int, Dataset], slices: list[Plane]) -> SourceRef:
