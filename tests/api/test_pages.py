@@ -22,7 +22,7 @@ from service.encoders.display import display_frame
 from service.imaging import decode
 from tests.api.conftest import zip_folder
 
-PAGES = ("/dashboard", "/viewer")
+PAGES = ("/dashboard", "/viewer", "/viewer/volume")
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 QU_LAYOUT = "files/covid-qu-ex-layout"
 

@@ -1,4 +1,5 @@
-"""The browser pages: ``GET /dashboard`` (model comparison) and ``GET /viewer`` (overlays).
+"""The browser pages: ``GET /dashboard`` (model comparison), ``GET /viewer`` (overlays) and
+``GET /viewer/volume`` (a CT volume, slice by slice).
 
 Static HTML from ``service/api/static/pages`` with the disclaimer, the version and the root
 path filled in; their scripts call the public API only. No asset comes from outside the app.
@@ -45,3 +46,9 @@ def dashboard(request: Request) -> HTMLResponse:
 def viewer(request: Request) -> HTMLResponse:
     """Upload an image and see the lung and infection masks over it."""
     return render_page("viewer", request.scope.get("root_path", ""))
+
+
+@router.get("/viewer/volume", response_class=HTMLResponse)
+def volume_viewer(request: Request) -> HTMLResponse:
+    """Upload a CT volume, follow its job, then scroll its slices with the overlays."""
+    return render_page("volume", request.scope.get("root_path", ""))
