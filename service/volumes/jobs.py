@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from concurrent.futures import Future
 from contextlib import nullcontext
 from functools import partial
@@ -46,6 +48,7 @@ from service.volumes.pacs import ClientFactory, pull_series, store_seg
 
 log = logging.getLogger(__name__)
 KIND = "volume"
+PREVIEWS_KEPT = 2
 
 
 class Payload:
@@ -100,6 +103,8 @@ class VolumeJobs:
             "(LUNGSEG_VOLUME_MAX_PENDING); retry later",
         )
         self._heartbeat = Heartbeat([store], heartbeat_s, name="lungseg-volume-heartbeat")
+        self._previews: OrderedDict[str, Artifact] = OrderedDict()
+        self._previews_lock = threading.Lock()
 
     # -- the request side ------------------------------------------------------------------
 
@@ -147,7 +152,21 @@ class VolumeJobs:
         return mine[:limit]
 
     def artifact(self, job_id: str, name: str) -> Artifact | None:
-        return self.store.get_artifact(job_id, name)
+        """A job's file from the store; the display copies of the last :data:`PREVIEWS_KEPT`
+        jobs are kept in memory too (a viewer scrolling reads one per slice: the caller checks
+        that the job still exists first)."""
+        if name != artifacts.PREVIEW:
+            return self.store.get_artifact(job_id, name)
+        with self._previews_lock:
+            found = self._previews.pop(job_id, None)
+        if found is None:
+            found = self.store.get_artifact(job_id, name)
+        if found is not None:
+            with self._previews_lock:
+                self._previews[job_id] = found
+                while len(self._previews) > PREVIEWS_KEPT:
+                    self._previews.popitem(last=False)
+        return found
 
     # -- the worker ------------------------------------------------------------------------
 
@@ -230,6 +249,7 @@ class VolumeJobs:
     def shutdown(self) -> None:
         """Stop: queued jobs cancelled, this worker's unfinished jobs recorded interrupted."""
         self._heartbeat.stop()
+        self._previews.clear()
         self.executor.shutdown([KIND])
         abandoned = self.store.abandon()
         if abandoned:
