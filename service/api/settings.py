@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         160_000_000,
         ge=1,
         description="largest volume (voxels of a series or NIfTI, ~610 slices of 512x512), "
-        "checked before decoding; assembling holds ~3x its float32 voxels at the peak",
+        "checked before decoding; assembling holds ~1.5x its float32 voxels at the peak",
     )
     volume_max_upload_bytes: int = Field(
         512 * 1024 * 1024,
