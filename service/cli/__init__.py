@@ -13,7 +13,7 @@ infection detected) to stdout.
 
 Exit status: 0 every input done; 1 some input failed (its reason on stderr, no traceback; the
 others are still done); 2 a usage error (bad option, missing path, unknown model,
-``--format seg``: DICOM SEG output is not available here yet).
+``--format seg``: a DICOM Segmentation, for DICOM inputs).
 
 The same from Python (a notebook), with the one entry class of the core::
 
@@ -48,9 +48,11 @@ from service.cli.output import (
     write_image,
     write_volume,
 )
+from service.encoders import encoder_for
 from service.errors import InvalidParameterError, LungsegError
 from service.models.gates import StageClock
 from service.models.segmenter import Segmenter, SegmenterConfig
+from service.volumes.artifacts import seg_file
 
 PACKAGE_MODELS = Path(__file__).resolve().parents[2] / "models"
 MAX_PIXELS = 1 << 30
@@ -91,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``lungseg``; returns the exit status (see the module docstring)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    if args.format == "seg":
-        return _usage("--format seg: DICOM SEG output is not available yet; use nifti or rle")
     missing = [i + 1 for i, path in enumerate(args.inputs) if not path.exists()]
     if missing:
         return _usage(f"input(s) {', '.join(map(str, missing))} do not exist")
@@ -137,7 +137,8 @@ def _segment(segmenter: Segmenter, args: argparse.Namespace, stem: str, found: I
         fmt = args.format or "rle"
         if fmt == "nifti":
             raise InvalidParameterError("nifti output is for volumes; this input is one image")
-        image = segmenter.segment_bytes(found.files[0], model=args.model)
+        encoder = encoder_for("seg") if fmt == "seg" else None
+        image = segmenter.segment_bytes(found.files[0], model=args.model, encoder=encoder)
         return image_row(stem, image, ", ".join(write_image(image, args.out, stem, fmt)[:-1]))
     fmt = args.format or "nifti"
     if fmt == "png":
@@ -149,8 +150,11 @@ def _segment(segmenter: Segmenter, args: argparse.Namespace, stem: str, found: I
         result = segmenter.segment_volume(volume, args.model, progress, clock=clock)
     finally:
         progress.close()
+    seg = seg_file(volume, result) if fmt == "seg" else None
+    if fmt == "seg" and seg is None:
+        raise InvalidParameterError("seg output needs a DICOM series; this input is a NIfTI")
     del volume
-    return volume_row(stem, result, write_volume(result, args.out, stem, fmt)[0])
+    return volume_row(stem, result, write_volume(result, args.out, stem, fmt, seg)[0])
 
 
 def _say(message: str) -> None:

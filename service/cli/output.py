@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from service.encoders import nifti, png, rle, slices
-from service.pipeline.result import Segmentation
+from service.pipeline.result import EncodedFile, Segmentation
 from service.pipeline.volume import VolumeSegmentation
 
 BAR_WIDTH = 30
@@ -51,10 +51,17 @@ class Progress:
             self.stream.flush()
 
 
-def write_volume(result: VolumeSegmentation, out: Path, stem: str, fmt: str) -> list[str]:
-    """Write the volume's mask file and measures; returns the names written."""
-    encoded = nifti.encode_volume(result) if fmt == "nifti" else slices.encode_volume(result)
-    name = f"{stem}.nii.gz" if fmt == "nifti" else f"{stem}.rle.json"
+def write_volume(
+    result: VolumeSegmentation, out: Path, stem: str, fmt: str, seg: EncodedFile | None = None
+) -> list[str]:
+    """Write the volume's mask file (``seg``: its DICOM SEG, made by the caller while the
+    volume's headers were at hand) and measures; returns the names written."""
+    if fmt == "seg" and seg is not None:
+        encoded, name = seg, f"{stem}.seg.dcm"
+    elif fmt == "nifti":
+        encoded, name = nifti.encode_volume(result), f"{stem}.nii.gz"
+    else:
+        encoded, name = slices.encode_volume(result), f"{stem}.rle.json"
     (out / name).write_bytes(encoded.content)
     _write_json(out / f"{stem}.json", volume_measures(result))
     return [name, f"{stem}.json"]
@@ -70,6 +77,10 @@ def write_image(result: Segmentation, out: Path, stem: str, fmt: str) -> list[st
                 name = f"{prefix}_{label}.png"
                 (out / name).write_bytes(png.png_bytes(mask.astype(np.uint8) * 255))
                 names.append(name)
+    elif fmt == "seg" and isinstance(result.encoded, EncodedFile):
+        name = f"{stem}.seg.dcm"
+        (out / name).write_bytes(result.encoded.content)
+        names.append(name)
     else:
         name = f"{stem}.rle.json"
         _write_json(out / name, {"frames": rle.encode_result(result).frames})

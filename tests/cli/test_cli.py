@@ -133,7 +133,8 @@ def test_several_series_need_a_series_uid(capsys, tmp_path, data_dir) -> None:
 
 
 def test_usage_errors_exit_2(capsys, tmp_path) -> None:
-    assert _run(capsys, str(PNG), "--out", str(tmp_path), "--format", "seg")[0] == 2
+    status, _, err = _run(capsys, str(PNG), "--out", str(tmp_path), "--format", "seg")
+    assert status == 1 and "DICOM" in err  # a SEG needs a DICOM source: this input fails
     status, _, err = _run(capsys, str(tmp_path / "missing.dcm"), "--out", str(tmp_path))
     assert status == 2 and "input(s) 1 do not exist" in err and "missing" not in err
     status, _, err = _run(capsys, str(PNG), "--out", str(tmp_path), "--model", "transformer")
@@ -189,3 +190,27 @@ def test_console_script_and_subprocess(tmp_path, data_dir) -> None:
     np.testing.assert_array_equal(
         nib.load(tmp_path / "0001.nii.gz").affine, nib.load(data_dir / EXAMPLE).affine
     )
+
+
+def test_seg_output_for_a_series_and_an_image(tmp_path, data_dir):
+    import highdicom as hd
+
+    series = data_dir / "files" / "ct-series-chest-hu"
+    image = data_dir / "files" / "dicom" / "CT_small.dcm"
+    code = main(
+        [
+            "segment",
+            str(series),
+            str(image),
+            "--out",
+            str(tmp_path),
+            "--format",
+            "seg",
+            "--model",
+            "threshold",
+        ]
+    )
+    assert code == 0
+    seg = hd.seg.segread(tmp_path / "0001.seg.dcm")
+    assert len(seg.get_source_image_uids()) == 64
+    assert (tmp_path / "0002.seg.dcm").is_file()
