@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from service.api.main import create_app
 from service.api.settings import Settings
 from tests.postgres import PostgresServer, PostgresUnavailable
+from tests.required import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
@@ -26,10 +27,7 @@ def data_dir() -> Path:
     """
     path = Path(os.environ.get("LUNGSEG_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
     if not path.is_dir():
-        reason = f"real data not available: set LUNGSEG_DATA_DIR (looked in {path})"
-        if os.environ.get("LUNGSEG_REQUIRE_DATA") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("DATA", f"real data not available: set LUNGSEG_DATA_DIR (looked in {path})")
     return path
 
 
@@ -44,9 +42,7 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as err:
-        if os.environ.get("LUNGSEG_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required (LUNGSEG_REQUIRE_POSTGRES=1): {err}")
-        pytest.skip(f"PostgreSQL not available: {err}")
+        unavailable("POSTGRES", f"PostgreSQL not available: {err}")
     try:
         yield server
     finally:

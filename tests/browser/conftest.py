@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.required import required, unavailable
 
 CHROMIUM = Path(os.environ.get("LUNGSEG_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -90,13 +91,10 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium through Playwright."""
-    required = os.environ.get("LUNGSEG_REQUIRE_BROWSER") == "1"  # CI: fail, never skip
     if not CHROMIUM.is_file():
         reason = f"no Chromium at {CHROMIUM}: apt-get install chromium (make test does)"
-        if required:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    if required:
+        unavailable("BROWSER", reason)
+    if required("BROWSER"):  # CI: fail, never skip
         import playwright.sync_api as sync_api
     else:
         sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")

@@ -8,27 +8,25 @@ missing tool or an image that could not be built cannot pass as green.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from tests import required
 from tests.conftest import REPO_ROOT
 
 DOCKER_DIR = REPO_ROOT / "docker"
-REQUIRED = os.environ.get("LUNGSEG_REQUIRE_CONTAINER") == "1"
 
 # Figures measured by the tests, printed at the end of the run (README "Deploy").
 FIGURES: dict[str, str] = {}
 
 
-def unavailable(reason: str) -> None:
-    """Skip the test, or fail it where the deploy tools are required (CI)."""
-    if REQUIRED:
-        pytest.fail(f"{reason} (LUNGSEG_REQUIRE_CONTAINER=1)")
-    pytest.skip(reason)
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test, or fail it where LUNGSEG_REQUIRE_CONTAINER=1 (CI)."""
+    required.unavailable("CONTAINER", reason)
 
 
 def tool(name: str) -> str:

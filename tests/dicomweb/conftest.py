@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.pacs import OrthancServer, OrthancUnavailable
+from tests.required import unavailable
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +21,7 @@ def orthanc() -> Iterator[OrthancServer]:
     try:
         server = OrthancServer().start()
     except OrthancUnavailable as err:
-        if os.environ.get("LUNGSEG_REQUIRE_PACS") == "1":
-            pytest.fail(f"Orthanc required (LUNGSEG_REQUIRE_PACS=1): {err}")
-        pytest.skip(f"Orthanc not available: {err}")
+        unavailable("PACS", f"Orthanc not available: {err}")
     try:
         yield server
     finally:

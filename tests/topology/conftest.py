@@ -8,25 +8,22 @@ postgres-deps``). Where one is missing the test is skipped with the reason, unle
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 
+from tests import required
 from tests.haproxy import HaproxyUnavailable, find_haproxy
 from tests.postgres import PostgresServer, PostgresUnavailable
-
-REQUIRED = os.environ.get("LUNGSEG_REQUIRE_TOPOLOGY") == "1"
 
 # Figures measured by the test, printed at the end of the run (README "Deploy").
 FIGURES: dict[str, str] = {}
 
 
-def unavailable(reason: str) -> None:
-    """Skip the test, or fail it where the topology test is required (CI)."""
-    if REQUIRED:
-        pytest.fail(f"{reason} (LUNGSEG_REQUIRE_TOPOLOGY=1)")
-    pytest.skip(reason)
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test, or fail it where LUNGSEG_REQUIRE_TOPOLOGY=1 (CI)."""
+    required.unavailable("TOPOLOGY", reason)
 
 
 @pytest.fixture(scope="module")
