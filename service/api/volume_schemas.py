@@ -36,7 +36,9 @@ class VolumeModel(ModelRef):
 class LungMeasures(BaseModel):
     volume_ml: float
     infection_volume_ml: float = Field(description="infection inside this lung, mL")
-    infection_percent: float = Field(description="infection / lung volume x 100")
+    infection_percent: float | None = Field(
+        description="infection / lung volume x 100; null when no lung was found"
+    )
 
 
 class Lungs(BaseModel):
@@ -104,9 +106,13 @@ class VolumeResult(BaseModel):
     voxel_ml: float
     lung_volume_ml: float
     infection_volume_ml: float = Field(description="infection inside the lung, mL")
-    infection_percent: float = Field(description="infection / lung volume x 100")
+    infection_percent: float | None = Field(
+        description="infection / lung volume x 100; null when no lung was found"
+    )
     lungs: Lungs
-    lung_found: bool = Field(description="at least 100 mL of lung")
+    lung_found: bool = Field(
+        description="at least 100 mL of lung; without, the masks are empty and a warning says why"
+    )
     infection_detected: bool = Field(
         description="infection of at least 0.5 % of the lung and 1 mL (a rule chosen a priori)"
     )

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from service.encoders import nifti, png, rle, slices
-from service.pipeline.result import EncodedFile, Segmentation
+from service.pipeline.result import EncodedFile, FrameResult, Segmentation
 from service.pipeline.volume import VolumeSegmentation
 
 BAR_WIDTH = 30
@@ -130,10 +130,22 @@ def image_measures(result: Segmentation) -> dict[str, Any]:
         "height": result.height,
         "width": result.width,
         "total": dataclasses.asdict(result.total),
-        "frames": [dataclasses.asdict(f.stats) for f in result.frames],
+        "lung_found": result.lung_found,
+        "infection_detected": result.infection_detected,
+        "infection_score": result.infection_score,
+        "warnings": list(result.warnings),
+        "frames": [_frame(f) for f in result.frames],
         "model": _model(result),
         "timings_ms": result.timings_ms,
     }
+
+
+def _frame(frame: FrameResult) -> dict[str, Any]:
+    """One frame's areas and, where the run decided, its decision."""
+    decision = dataclasses.asdict(frame.decision) if frame.decision is not None else {}
+    if "warnings" in decision:
+        decision["warnings"] = list(decision["warnings"])
+    return {**decision, **dataclasses.asdict(frame.stats)}
 
 
 HEADER = (
@@ -151,7 +163,7 @@ def volume_row(stem: str, result: VolumeSegmentation, output: str) -> str:
     return (
         f"{stem:<6}{'volume':<7}{result.n_slices:>7}{result.lung_volume_ml:>10.1f}"
         f"{lungs.left.volume_ml:>10.1f}{lungs.right.volume_ml:>10.1f}"
-        f"{result.infection_volume_ml:>9.1f}{result.infection_percent:>8.2f}  "
+        f"{result.infection_volume_ml:>9.1f}{_percent(result.infection_percent)}  "
         f"{_yes(result.lung_found):<5}{_yes(result.infection_detected):<10}{output}"
     )
 
@@ -160,8 +172,13 @@ def image_row(stem: str, result: Segmentation, output: str) -> str:
     dash = "-"
     return (
         f"{stem:<6}{'image':<7}{len(result.frames):>7}{dash:>10}{dash:>10}{dash:>10}{dash:>9}"
-        f"{result.total.infection_percent:>8.2f}  {dash:<5}{dash:<10}{output}"
+        f"{_percent(result.total.infection_percent)}  "
+        f"{_yes(result.lung_found):<5}{_yes(result.infection_detected):<10}{output}"
     )
+
+
+def _percent(value: float | None) -> str:
+    return f"{value:>8.2f}" if value is not None else f"{'-':>8}"
 
 
 def failed_row(stem: str, reason: str) -> str:

@@ -43,11 +43,12 @@ ALL_COMPONENTS = 1 << 16
 
 @dataclass(frozen=True)
 class LungMeasures:
-    """One lung (or both together): volumes in mL, infection inside it."""
+    """One lung (or both together): volumes in mL, infection inside it (``infection_percent``
+    None when the volume holds no lung: a percentage of nothing)."""
 
     volume_ml: float
     infection_volume_ml: float
-    infection_percent: float
+    infection_percent: float | None
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,12 @@ class VolumeSegmentation:
         layout: the input's layout (shape, affine, NIfTI header, DICOM file order).
         n_slices, spacing_mm: canonical slice count, voxel size ``(slice, row, column)`` mm.
         voxel_ml: one voxel's volume (|det| of the affine's 3x3 part, mm³ / 1000).
-        lung_volume_ml, infection_volume_ml, infection_percent: totals.
+        lung_volume_ml, infection_volume_ml, infection_percent: totals (``infection_percent``
+            None when no lung was found).
         lungs: left and right (:class:`Lungs`).
         slices: one :class:`SliceMeasures` per canonical slice, inferior first.
-        lung_found: any lung of a plausible size (``LUNG_FOUND_ML`` or more).
+        lung_found: any lung of a plausible size (``LUNG_FOUND_ML`` or more); without, the
+            label map is emptied (as a single image's masks are) and a warning says why.
         infection_detected: infection of ``INFECTION_MIN_PERCENT`` of the lung and at least
             ``INFECTION_MIN_ML`` (both; a rule chosen a priori, see docs/volumes.md).
         warnings: plain-words notes (the Volume's and the measures'); no identifiers.
@@ -123,7 +126,7 @@ class VolumeSegmentation:
     voxel_ml: float
     lung_volume_ml: float
     infection_volume_ml: float
-    infection_percent: float
+    infection_percent: float | None
     lungs: Lungs
     slices: list[SliceMeasures]
     lung_found: bool

@@ -17,7 +17,9 @@
   - otherwise (the lungs joined in 3-D, common at the anterior junction, or through the
     trachea): ``"midline"``, every lung voxel named by its side of the plane, with a warning.
 
-* ``lung_found``: at least ``LUNG_FOUND_ML``; ``infection_detected``: infection of at least
+* ``lung_found``: at least ``LUNG_FOUND_ML``; below it the label map is emptied, every volume
+  is 0 and ``infection_percent`` None (not a chest CT, or one without lung: a head, an
+  abdomen); ``infection_detected``: infection of at least
   ``INFECTION_MIN_PERCENT`` of the lung volume and at least ``INFECTION_MIN_ML`` (both: a few
   stray voxels of a small lung are not a finding, nor is a speck in a large one). Chosen a
   priori; the model's decision head will replace it.
@@ -66,11 +68,14 @@ def pixel_mm2(affine: np.ndarray) -> float:
     return float(np.linalg.norm(np.cross(linear[:, 1], linear[:, 2])))
 
 
-def lung_measures(lung_voxels: int, infection_voxels: int, ml: float) -> LungMeasures:
+def lung_measures(
+    lung_voxels: int, infection_voxels: int, ml: float, found: bool = True
+) -> LungMeasures:
+    """Volumes in mL of ``*_voxels`` voxels of ``ml`` mL; no percentage without a lung."""
     return LungMeasures(
         volume_ml=lung_voxels * ml,
         infection_volume_ml=infection_voxels * ml,
-        infection_percent=percent(infection_voxels, lung_voxels),
+        infection_percent=percent(infection_voxels, lung_voxels) if found else None,
     )
 
 
@@ -268,6 +273,11 @@ def volume_result(
     """Measure the post-processed ``labels`` of ``volume`` and gather the result
     (``histograms``: those :func:`postprocess_volume` returned, else found here)."""
     ml = voxel_ml(volume.affine)
+    lung_ml = float(np.count_nonzero(labels)) * ml
+    found = lung_ml >= LUNG_FOUND_ML
+    if not found and lung_ml > 0:  # specks of "lung" in a head or an abdomen: not a finding
+        labels[...] = 0
+        histograms = None
     slices = slice_measures(labels, volume.affine, volume.to_input, scores)
     histograms = side_histograms(labels) if histograms is None else histograms
     profile = column_profile(histograms, labels.shape[2])
@@ -275,9 +285,8 @@ def volume_result(
     left, right, split = split_sides(histograms, volume.voxels, volume.affine, profile, lung_slices)
     lung_voxels = sum(s.lung_area_px for s in slices)
     infection_voxels = sum(s.infection_area_px for s in slices)
-    total = lung_measures(lung_voxels, infection_voxels, ml)
-    found = total.volume_ml >= LUNG_FOUND_ML
-    notes = _warnings(total.volume_ml, split, left[0] * ml, slices)
+    total = lung_measures(lung_voxels, infection_voxels, ml, found)
+    notes = _warnings(lung_ml, split, left[0] * ml, slices)
     return VolumeSegmentation(
         labels=labels,
         affine=volume.affine,
@@ -288,10 +297,10 @@ def volume_result(
         lung_volume_ml=total.volume_ml,
         infection_volume_ml=total.infection_volume_ml,
         infection_percent=total.infection_percent,
-        lungs=Lungs(lung_measures(*left, ml), lung_measures(*right, ml), split),
+        lungs=Lungs(lung_measures(*left, ml, found), lung_measures(*right, ml, found), split),
         slices=slices,
         lung_found=found,
-        infection_detected=found
+        infection_detected=total.infection_percent is not None
         and total.infection_percent >= INFECTION_MIN_PERCENT
         and total.infection_volume_ml >= INFECTION_MIN_ML,
         warnings=(*volume.warnings, *notes),

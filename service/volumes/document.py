@@ -63,11 +63,15 @@ def _round(value: float, digits: int = 3) -> float:
     return round(float(value), digits)
 
 
-def _lung(measures: LungMeasures) -> dict[str, float]:
+def _percent(value: float | None) -> float | None:
+    return None if value is None else _round(value)
+
+
+def _lung(measures: LungMeasures) -> dict[str, float | None]:
     return {
         "volume_ml": _round(measures.volume_ml),
         "infection_volume_ml": _round(measures.infection_volume_ml),
-        "infection_percent": _round(measures.infection_percent),
+        "infection_percent": _percent(measures.infection_percent),
     }
 
 
@@ -96,7 +100,7 @@ def result_document(
         "voxel_ml": float(result.voxel_ml),
         "lung_volume_ml": _round(result.lung_volume_ml),
         "infection_volume_ml": _round(result.infection_volume_ml),
-        "infection_percent": _round(result.infection_percent),
+        "infection_percent": _percent(result.infection_percent),
         "lungs": {
             "left": _lung(result.lungs.left),
             "right": _lung(result.lungs.right),

@@ -68,3 +68,7 @@ def test_an_upper_abdomen_series_has_no_lung(segmenter, data_dir: Path, kind):
     result = segmenter.segment_volume(segmenter.load_volume([f.read_bytes() for f in files]), kind)
     assert not result.lung_found and not result.infection_detected
     assert any("no lung of a plausible size" in w for w in result.warnings)
+    # as for an image: no mask, no volume, no percentage of a lung that is not there
+    assert not result.labels.any() and result.lung_volume_ml == 0
+    assert result.infection_percent is None
+    assert result.lungs.left.infection_percent is None and result.lungs.split == "none"

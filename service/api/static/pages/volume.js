@@ -119,6 +119,10 @@ function go(index) {
 }
 
 function percentCell(value) {
+  if (value === null || value === undefined) {  // no lung: no percentage of it
+    return node("td", {}, node("span", { class: "percent none", "data-value": "",
+      text: "no lung found" }));
+  }
   return node("td", {}, node("span", { class: "percent", "data-value": String(value),
     text: `${fmt(value, 2)} %` }), node("span", { class: "research", text: RESEARCH }));
 }
