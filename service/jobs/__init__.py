@@ -1,15 +1,17 @@
 """One way of running work in the background: benchmark runs and volume jobs alike.
 
 See :mod:`service.jobs.executor` for the interface (``Job``, ``Executor``, ``Reservation``) and
-the in-process implementation (``LocalExecutor``), and for the seam a distributed task queue
-(procrastinate on PostgreSQL) plugs into.
+the in-process implementation (``LocalExecutor``); :mod:`service.jobs.queue` holds the one
+shared by replicas (``ProcrastinateExecutor``: procrastinate on the PostgreSQL job store).
 """
 
 from service.jobs.executor import (
     INTERNAL_ERROR,
+    QUEUE_ERROR,
     Executor,
     Job,
     JobStopped,
+    Loader,
     LocalExecutor,
     Reservation,
     Worker,
@@ -18,9 +20,11 @@ from service.jobs.executor import (
 
 __all__ = [
     "INTERNAL_ERROR",
+    "QUEUE_ERROR",
     "Executor",
     "Job",
     "JobStopped",
+    "Loader",
     "LocalExecutor",
     "Reservation",
     "Worker",

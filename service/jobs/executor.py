@@ -25,32 +25,42 @@ The interface (what the routers and the runners of each kind use)::
 * **Leases** are the stores' (``service.benchmark.jobstore``): a job's row is created with this
   worker as its owner, a ``Heartbeat`` renews it, ``abandon()`` at shutdown records unfinished
   jobs ``interrupted``, and a crashed worker's jobs are recorded ``interrupted`` by the next
-  worker that reads them. The executor knows nothing about them.
+  worker that reads them. The executor knows nothing about them. (A job that travels, below,
+  is owned by the shared queue instead: the queue's recovery decides its fate.)
 
 :class:`LocalExecutor` runs each kind in its own thread pool (``workers`` threads), so a long
 benchmark never holds a volume job back.
 
-**The seam for a distributed backend** (procrastinate on PostgreSQL, so that replicas share
-the work): implement :class:`Executor` (``reserve``, ``submit``, ``shutdown``) and hand it to
-the runners (``BenchmarkRunner(executor=...)``, ``VolumeJobs(executor=...)``) in
-``service/api/lifespan.py``; the routers only ever call the runners and never see the
-executor. ``submit`` defers a task named after ``job.kind`` with ``{"job_id": job.id,
-"params": job.params}``; the worker process registers the same worker functions (built with
-the same dependencies) and calls ``worker(Job(kind, job_id, params))``: the workers read
-everything from ``params`` and record everything in the database, so they run unchanged there.
-``reserve`` may count the kind's queued rows in the database instead of a local counter. A
-job with a ``payload`` (an upload assembled in this process's memory: uploads are never
-written to disk) cannot travel: run it locally (delegate to a ``LocalExecutor``), or stage
-the payload in the store first. The returned ``Future`` resolves when the job ends; a remote
-executor may resolve it by watching the job's row (only small synchronous requests wait on
-it).
+**Jobs shared by replicas** (:class:`service.jobs.queue.ProcrastinateExecutor`, a procrastinate
+queue in the PostgreSQL job store, chosen by ``LUNGSEG_JOB_QUEUE``): the same interface, and
+the runners never know which executor they were given. What it adds to the protocol, which
+:class:`LocalExecutor` accepts and has no use for:
+
+* ``register(..., retries=, load=, lost=)``: a kind that registers ``load`` (``job id ->
+  params``, None when the job is no longer active) may *travel*: its jobs without a payload go
+  to the shared queue with their id only (the params, which may hold identifiers, stay in the
+  store and never reach the queue's rows or log lines), and any replica's worker runs them.
+  ``retries``: how many times such a job is run again when the replica running it died or
+  stopped; after that ``lost(job_id)`` records it interrupted.
+* ``travels(job)``: whether ``submit`` would send the job to the shared queue (then its row is
+  created owned by the queue, not by this worker's lease: see ``service.benchmark.jobstore``).
+* ``submit_group(jobs, reservation, cleanup)``: several jobs in one place (the chunks of a
+  benchmark run), the future resolving once every one ended; in process they run one after
+  another in one thread.
+* ``start()``: after the kinds are registered (the shared queue's workers start consuming).
+* ``Job.stop``: set when the executor gives the job up (a shutdown handing it back to the
+  queue); the worker stops at its next check (raising :class:`JobStopped`) and records nothing.
+
+A job with a ``payload`` (an upload assembled in this process's memory: uploads are never
+written to disk, nor staged in the database) never travels: it runs in this process, leased
+as above.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -60,6 +70,7 @@ from service.errors import BusyError, LungsegError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 INTERNAL_ERROR = "internal error; see the service log"
+QUEUE_ERROR = "the job could not be queued; see the service log"
 
 
 @dataclass(frozen=True, repr=False)
@@ -70,6 +81,7 @@ class Job:
     id: str
     params: Mapping[str, Any] = field(default_factory=dict)
     payload: Any = None
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
 
     def __repr__(self) -> str:
         """No params (they may hold identifiers): the kind and the id."""
@@ -77,6 +89,8 @@ class Job:
 
 
 Worker = Callable[[Job], None]
+Loader = Callable[[str], Mapping[str, Any] | None]
+"""Reads a travelling job's params by its id (None: the job is no longer queued or running)."""
 
 
 class JobStopped(Exception):
@@ -114,8 +128,20 @@ class Executor(Protocol):
         max_pending: int = 4,
         retry_after_s: int = 30,
         busy_message: str | None = None,
+        retries: int = 0,
+        load: Loader | None = None,
+        lost: Callable[[str], None] | None = None,
     ) -> None:
-        """Run jobs of ``kind`` with ``worker`` (each runner registers its kind once)."""
+        """Run jobs of ``kind`` with ``worker`` (each runner registers its kind once);
+        ``retries``, ``load`` and ``lost`` are for jobs that travel (module docstring)."""
+        ...
+
+    def start(self) -> None:
+        """Start running jobs (after every kind is registered)."""
+        ...
+
+    def travels(self, job: Job) -> bool:
+        """Whether ``submit`` would run ``job`` anywhere but in this process."""
         ...
 
     def reserve(self, kind: str) -> Reservation:
@@ -131,6 +157,15 @@ class Executor(Protocol):
         """Run ``job`` by its kind's worker in ``reservation``'s place (one is taken when none
         is given); ``cleanup`` runs once on every outcome. Raises BusyError when no place is
         free (``cleanup`` has run)."""
+        ...
+
+    def submit_group(
+        self,
+        jobs: Sequence[Job],
+        reservation: Reservation | None = None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        """Run ``jobs`` (of one kind) in one place; the future resolves when all ended."""
         ...
 
     def shutdown(self, kinds: Iterable[str] | None = None) -> None:
@@ -180,9 +215,14 @@ class LocalExecutor:
         max_pending: int = 4,
         retry_after_s: int = 30,
         busy_message: str | None = None,
+        retries: int = 0,
+        load: Loader | None = None,
+        lost: Callable[[str], None] | None = None,
     ) -> None:
         """Run jobs of ``kind`` with ``worker`` in ``workers`` threads, at most
-        ``max_pending`` queued or running; ``busy_message`` is the BusyError's text."""
+        ``max_pending`` queued or running; ``busy_message`` is the BusyError's text.
+        ``retries``, ``load`` and ``lost`` are unused: in process no job travels, and a job
+        of a crashed process is recorded interrupted by the leases."""
         if kind in self._kinds:
             raise ValueError(f"job kind {kind!r} is registered already")
         if workers < 1 or max_pending < 1:
@@ -196,6 +236,12 @@ class LocalExecutor:
         if found is None:
             raise KeyError(f"no worker registered for job kind {kind!r}")
         return found
+
+    def start(self) -> None:
+        """Nothing to start: the pools take jobs as soon as they are registered."""
+
+    def travels(self, job: Job) -> bool:
+        return False
 
     def pending(self, kind: str) -> int:
         """Jobs of ``kind`` queued or running (reserved places included)."""
@@ -220,13 +266,26 @@ class LocalExecutor:
         reservation: Reservation | None = None,
         cleanup: Callable[[], None] | None = None,
     ) -> Future[None]:
+        return self.submit_group([job], reservation, cleanup)
+
+    def submit_group(
+        self,
+        jobs: Sequence[Job],
+        reservation: Reservation | None = None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        """The jobs run one after another in one thread of their kind's pool, in one place
+        (a job that stops does not hold the next back; one that raises ends the group)."""
         tidy = _once(cleanup)
+        if not jobs or len({job.kind for job in jobs}) != 1:
+            tidy()
+            raise ValueError("a group is one or more jobs of one kind")
         try:
-            place = reservation or self.reserve(job.kind)
+            place = reservation or self.reserve(jobs[0].kind)
         except BusyError:
             tidy()
             raise
-        entry = self._kind(job.kind)
+        entry = self._kind(jobs[0].kind)
 
         def finish() -> None:
             try:
@@ -236,9 +295,11 @@ class LocalExecutor:
 
         def run() -> None:
             try:
-                entry.worker(job)
-            except JobStopped:
-                log.info("%s job %s stopped: no longer active in its store", job.kind, job.id)
+                for job in jobs:
+                    try:
+                        entry.worker(job)
+                    except JobStopped:
+                        log.info("%s job %s stopped: no longer active", job.kind, job.id)
             finally:
                 finish()  # before the future completes: its waiters find the place free
 

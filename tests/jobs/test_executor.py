@@ -122,3 +122,22 @@ def test_record_outcome() -> None:
     ]
     with pytest.raises(JobStopped):
         record_outcome(job, lambda: (_ for _ in ()).throw(JobStopped()), record)
+
+
+def test_a_group_runs_its_jobs_in_turn_in_one_place() -> None:
+    ran: list[str] = []
+
+    def worker(job: Job) -> None:
+        if job.id == "b":
+            raise JobStopped()  # the next job of the group still runs
+        ran.append(job.id)
+
+    executor = _executor(worker, max_pending=1)
+    cleaned: list[int] = []
+    jobs = [Job("k", name) for name in "abc"]
+    assert not executor.travels(jobs[0])
+    executor.submit_group(jobs, cleanup=lambda: cleaned.append(1)).result(timeout=10)
+    assert ran == ["a", "c"] and cleaned == [1] and executor.pending("k") == 0
+    with pytest.raises(ValueError, match="one kind"):
+        executor.submit_group([Job("k", "a"), Job("other", "b")])
+    executor.shutdown()
