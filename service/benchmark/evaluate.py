@@ -77,6 +77,15 @@ class ImageScore:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> ImageScore:
+        """The row back from :meth:`to_dict` (JSON keeps every float as it was)."""
+        values = dict(row)
+        for name in ("lung", "infection"):
+            if values.get(name) is not None:
+                values[name] = StructureScore(**values[name])
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Stat:

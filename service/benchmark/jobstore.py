@@ -12,14 +12,21 @@ subclass that adds what the kind needs:
 The lease rules are this module's, the same for every kind:
 
 - A store instance is an ``owner``. A job is ``queued`` or ``running`` while its owner renews
-  its ``heartbeat`` (``JobStore.heartbeat``, every ``HEARTBEAT_S`` by a ``Heartbeat`` thread).
-- A job whose lease lapsed (no heartbeat for ``stale_after_s``, ``STALE_AFTER_S`` by default) lost
+  its ``heartbeat`` (``JobStore.heartbeat``, every ``HEARTBEAT_S`` by a ``Heartbeat`` thread;
+  ``LUNGSEG_JOB_HEARTBEAT_S`` in the service).
+- A job whose lease lapsed (no heartbeat for ``stale_after_s``, ``STALE_AFTER_S`` by default,
+  ``LUNGSEG_JOB_LEASE_S`` in the service) lost
   its worker. The next worker that reads it (``get``/``list``) or whose ``Heartbeat`` ticks
   (``mark_interrupted``, jobs of any owner) records the row as ``interrupted`` with its
   ``finished`` time and the error ``lost_error``. The marking is one conditional ``UPDATE ...
   WHERE status IN (queued, running) AND heartbeat < stale`` so that of two workers racing only
   one writes, and a job whose owner renewed its lease meanwhile is never marked: a live job of
   another worker is left alone.
+- A job that travels (``service.jobs.queue``: run by whichever replica's worker takes it from
+  the shared queue) is created owned by :data:`QUEUE_OWNER`: no lease of one worker applies to
+  it and it is never recorded interrupted for a lapsed heartbeat; the queue's recovery runs it
+  again when the replica running it died, or records it interrupted (``interrupt``) when it
+  cannot.
 - ``abandon()``: this owner stops; its queued and running jobs are ``interrupted`` now
   (``stopped_error``).
 - ``maintain()`` is what the ``Heartbeat`` thread calls: ``heartbeat()``, ``mark_interrupted()``
@@ -65,6 +72,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
 ACTIVE = ("queued", "running")
+QUEUE_OWNER = "shared-queue"
+"""The owner of a job that travels: the shared queue's recovery decides its fate, not a lease."""
 
 
 class Base(DeclarativeBase):
@@ -98,7 +107,8 @@ class Leased:
     def lapsed(self, stale_before: dt.datetime) -> bool:
         """Queued or running, but its worker has not renewed the lease since ``stale_before``."""
         beat = self.heartbeat
-        return self.status in ACTIVE and (beat is None or utc(beat) < stale_before)
+        leased = self.owner != QUEUE_OWNER
+        return self.status in ACTIVE and leased and (beat is None or utc(beat) < stale_before)
 
 
 J = TypeVar("J", bound=Leased)
@@ -182,8 +192,12 @@ class JobStore(Generic[J]):
         return now() - self.stale_after
 
     def _lapsed(self) -> ColumnElement[bool]:
-        beat = self.model.heartbeat
-        return and_(self.model.status.in_(ACTIVE), or_(beat.is_(None), beat < self._stale_before()))
+        beat, owner = self.model.heartbeat, self.model.owner
+        return and_(
+            self.model.status.in_(ACTIVE),
+            or_(owner.is_(None), owner != QUEUE_OWNER),
+            or_(beat.is_(None), beat < self._stale_before()),
+        )
 
     def _interrupt(self, session: Session, *where: Any, error: str) -> int:
         result = session.execute(
@@ -226,6 +240,15 @@ class JobStore(Generic[J]):
         (their worker is gone); another worker's live jobs are left alone. Returns how many."""
         with self._session() as session:
             return self._interrupt(session, self._lapsed(), error=self.lost_error)
+
+    def interrupt(self, job_id: str, error: str | None = None) -> bool:
+        """Record the job ``interrupted`` (``error``: ``lost_error`` by default) unless it
+        ended already; returns whether it was."""
+        with self._session() as session:
+            found = self._interrupt(
+                session, self.model.id == job_id, error=error or self.lost_error
+            )
+            return found > 0
 
     def abandon(self) -> int:
         """This owner stops: its queued and running jobs become ``interrupted`` now."""

@@ -13,8 +13,8 @@ does not expire. An expired job and its artifacts read as absent at once, and
 ``purge_expired()`` (each ``Heartbeat`` tick, through ``maintain()``) deletes them.
 
     VolumeStore(url_or_engine, owner=None, stale_after_s=STALE_AFTER_S)
-    .create(job_id, params, ttl_s=DEFAULT_TTL_S, total=None) -> dict   # queued, leased
-    .set_status(job_id, status, result=None, error=None)               # running | done | failed
+    .create(job_id, params, ttl_s=DEFAULT_TTL_S, total=None, owner=None) -> dict   # queued
+    .set_status(job_id, status, result=None, error=None) -> bool   # running | done | failed
     .set_progress(job_id, done, total) -> bool     # one UPDATE; False: no longer queued/running
     .get(job_id) -> dict | None                    # with "artifacts": [{name, media_type, size}]
     .list(limit=100) -> list[dict]                 # newest first
@@ -121,9 +121,10 @@ class VolumeStore(JobStore[VolumeJob]):
         params: dict[str, Any],
         ttl_s: float = DEFAULT_TTL_S,
         total: int | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
-        """A queued job leased by this owner, expiring ``ttl_s`` from now (and ``ttl_s`` after
-        it ends)."""
+        """A queued job leased by this owner (``owner``: ``QUEUE_OWNER`` for a job that
+        travels), expiring ``ttl_s`` from now (and ``ttl_s`` after it ends)."""
         created = now()
         job = VolumeJob(
             id=job_id,
@@ -132,7 +133,7 @@ class VolumeStore(JobStore[VolumeJob]):
             progress_done=0,
             progress_total=total,
             created=created,
-            owner=self.owner,
+            owner=owner or self.owner,
             heartbeat=created,
             expires=created + dt.timedelta(seconds=ttl_s),
         )
@@ -146,13 +147,14 @@ class VolumeStore(JobStore[VolumeJob]):
         status: str,
         result: dict[str, Any] | None = None,
         error: str | None = None,
-    ) -> None:
+    ) -> bool:
         """``running``, or ``done``/``failed`` with the result or error: then the job expires
-        its ``ttl_s`` after now."""
+        its ``ttl_s`` after now. Nothing is written to a job no longer queued or running
+        (recorded interrupted meanwhile): returns whether it was."""
         with self._session() as session:
-            job = session.get(VolumeJob, job_id)
-            if job is None:
-                return
+            job = session.get(VolumeJob, job_id, with_for_update=True)
+            if job is None or job.status not in ACTIVE:
+                return False
             job.status = status
             job.heartbeat = now()
             if status in ENDED:
@@ -161,6 +163,7 @@ class VolumeStore(JobStore[VolumeJob]):
                 job.expires = job.finished + ttl
                 job.result = result
                 job.error = error
+            return True
 
     def set_progress(self, job_id: str, done: int, total: int | None) -> bool:
         """Slices ``done`` of ``total`` (one UPDATE, which also renews the lease). False when

@@ -16,7 +16,11 @@ lease; the job stops when its row is no longer active); the files of
 the SEG stored in the PACS when asked (a failure there is recorded, never fatal); the files
 and then ``done`` with the measures (:func:`service.volumes.document.result_document`) written
 to the store; ``failed`` with the reason otherwise. An upload's volume is the job's in-process
-payload: uploads are never written to disk (see ``service.jobs`` for a distributed backend).
+payload: uploads are never written to disk, nor staged in the database, so an upload's job runs
+on the replica that received it (leased: ``interrupted`` if that replica dies). A PACS pull has
+no payload (its params say what to retrieve): with a shared queue (``service.jobs.queue``) any
+replica may run it, and it is run again (``retries``) when the replica running it died or
+stopped.
 """
 
 from __future__ import annotations
@@ -31,13 +35,21 @@ from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
-from service.benchmark.jobstore import HEARTBEAT_S, Heartbeat
+from service.benchmark.jobstore import ACTIVE, HEARTBEAT_S, QUEUE_OWNER, Heartbeat
 from service.benchmark.volume_store import DEFAULT_TTL_S, Artifact, VolumeStore
 from service.dicomweb import DicomwebClient, DicomwebConfig
 from service.errors import InvalidParameterError
 from service.imaging.types import SourceRef
 from service.imaging.volume import Volume
-from service.jobs import Executor, Job, JobStopped, LocalExecutor, Reservation, record_outcome
+from service.jobs import (
+    QUEUE_ERROR,
+    Executor,
+    Job,
+    JobStopped,
+    LocalExecutor,
+    Reservation,
+    record_outcome,
+)
 from service.models.gates import StageClock
 from service.models.segmenter import Segmenter
 from service.pipeline.result import EncodedFile
@@ -49,6 +61,7 @@ from service.volumes.pacs import ClientFactory, pull_series, store_seg
 log = logging.getLogger(__name__)
 KIND = "volume"
 PREVIEWS_KEPT = 2
+RETRIES = 2
 
 
 class Payload:
@@ -86,6 +99,7 @@ class VolumeJobs:
         retry_after_s: int = 30,
         heartbeat_s: float = HEARTBEAT_S,
         client: ClientFactory = DicomwebClient,
+        retries: int = RETRIES,
     ) -> None:
         self.store = store
         self.segmenter = segmenter
@@ -101,6 +115,9 @@ class VolumeJobs:
             retry_after_s=retry_after_s,
             busy_message=f"{max_pending} volume jobs are queued or running in this worker "
             "(LUNGSEG_VOLUME_MAX_PENDING); retry later",
+            retries=retries,
+            load=self._load,
+            lost=self._lost,
         )
         self._heartbeat = Heartbeat([store], heartbeat_s, name="lungseg-volume-heartbeat")
         self._previews: OrderedDict[str, Artifact] = OrderedDict()
@@ -131,12 +148,19 @@ class VolumeJobs:
             )
         job_id = str(uuid.uuid4())
         params = request.to_params()
+        job = Job(KIND, job_id, params, payload)
+        owner = QUEUE_OWNER if self.executor.travels(job) else None
         try:
-            record = self.store.create(job_id, params, ttl_s=self.ttl_s, total=None)
+            record = self.store.create(job_id, params, ttl_s=self.ttl_s, total=None, owner=owner)
         except BaseException:
             place.release()
             raise
-        return record, self.executor.submit(Job(KIND, job_id, params, payload), place)
+        try:
+            return record, self.executor.submit(job, place)
+        except BaseException:
+            log.exception("volume job %s could not be queued", job_id)
+            self.store.set_status(job_id, "failed", error=QUEUE_ERROR)
+            raise
 
     def get(self, job_id: str, client: str | None) -> dict[str, Any] | None:
         """The job, None when unknown, expired or another client's (``client`` None: any)."""
@@ -177,12 +201,22 @@ class VolumeJobs:
         def record(status: str, result: dict[str, Any] | None, error: str | None) -> None:
             self.store.set_status(job.id, status, result=result, error=error)
 
-        self.store.set_status(job.id, "running")
-        record_outcome(job, lambda: self._segment(job.id, request, job.payload), record)
+        if not self.store.set_status(job.id, "running"):
+            raise JobStopped(job.id)
+        record_outcome(job, lambda: self._segment(job, request, job.payload), record)
 
-    def _progress(self, job_id: str, done: int, total: int) -> None:
-        if not self.store.set_progress(job_id, done, total):
-            raise JobStopped(job_id)
+    def _progress(self, job: Job, done: int, total: int) -> None:
+        if job.stop.is_set() or not self.store.set_progress(job.id, done, total):
+            raise JobStopped(job.id)
+
+    def _load(self, job_id: str) -> dict[str, Any] | None:
+        """A travelling job's params from its row (None once it ended or expired)."""
+        found = self.store.get(job_id)
+        return dict(found["params"]) if found is not None and found["status"] in ACTIVE else None
+
+    def _lost(self, job_id: str) -> None:
+        """A PACS job could not be run (its replicas died or stopped, no retry left)."""
+        self.store.interrupt(job_id)
 
     def _volume(
         self, request: VolumeRequest, payload: Payload | None, clock: StageClock
@@ -198,13 +232,12 @@ class VolumeJobs:
         )
         return self.load(files, series, clock), len(files)
 
-    def _segment(
-        self, job_id: str, request: VolumeRequest, payload: Payload | None
-    ) -> dict[str, Any]:
+    def _segment(self, job: Job, request: VolumeRequest, payload: Payload | None) -> dict[str, Any]:
+        job_id = job.id
         clock = StageClock()
         volume, n_files = self._volume(request, payload, clock)
-        self._progress(job_id, 0, volume.shape[0])
-        progress = lambda done, total: self._progress(job_id, done, total)  # noqa: E731
+        self._progress(job, 0, volume.shape[0])
+        progress = lambda done, total: self._progress(job, done, total)  # noqa: E731
         result = self.segmenter.segment_volume(volume, request.model, progress, clock=clock)
 
         encode = partial(self._encode, volume, result)  # binds, so that `del` frees it
