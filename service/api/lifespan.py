@@ -19,7 +19,8 @@ from service.benchmark.archive import ExtractionArea
 from service.benchmark.jobs import BenchmarkRunner
 from service.benchmark.store import RunStore
 from service.benchmark.volume_store import VolumeStore
-from service.jobs import LocalExecutor
+from service.jobs import Executor, LocalExecutor
+from service.jobs.queue import ProcrastinateExecutor
 from service.models.segmenter import Segmenter
 from service.volumes.jobs import VolumeJobs
 
@@ -51,20 +52,36 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         # OpenCV's own thread pool would multiply with the concurrent inferences: one thread
         # per inference keeps threads x in-flight inferences <= cores.
         cv2.setNumThreads(settings.threads_per_inference)
+        shared = settings.shared_queue()  # a queue asked of SQLite stops the start at once
         segmenter = await run_in_threadpool(Segmenter, settings.segmenter_config())
-        store = RunStore(settings.database_url)
+        lease = settings.job_lease_s
+        store = RunStore(settings.database_url, stale_after_s=lease)
         interrupted = store.mark_interrupted()
         if interrupted:
             log.warning("%d benchmark runs had lost their worker: marked interrupted", interrupted)
-        volume_store = VolumeStore(store.engine)  # one database, one engine
+        volume_store = VolumeStore(store.engine, stale_after_s=lease)  # one database, one engine
         lost = volume_store.mark_interrupted()
         if lost:
             log.warning("%d volume jobs had lost their worker: marked interrupted", lost)
         app.state.segmenter = segmenter
         app.state.extractions = ExtractionArea(settings.benchmark_disk_quota_bytes)
-        executor = LocalExecutor()  # every kind of job of this worker (service.jobs)
+        # Every kind of job of this worker (service.jobs): in process, or shared by the
+        # replicas through a procrastinate queue in the PostgreSQL store (service.jobs.queue).
+        heartbeat = settings.job_heartbeat_s
+        executor: Executor = (
+            ProcrastinateExecutor(settings.database_url, heartbeat_s=heartbeat, lease_s=lease)
+            if shared
+            else LocalExecutor()
+        )
         app.state.runner = BenchmarkRunner(
-            store, segmenter, max_pending=settings.benchmark_max_pending, executor=executor
+            store,
+            segmenter,
+            max_pending=settings.benchmark_max_pending,
+            executor=executor,
+            heartbeat_s=heartbeat,
+            sets=settings.benchmark_sets,
+            chunk_images=settings.benchmark_chunk_images,
+            retries=settings.job_retries,
         )
         app.state.volumes = VolumeJobs(
             volume_store,
@@ -73,7 +90,12 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             ttl_s=settings.result_ttl_s,
             pacs=pacs,
             max_pending=settings.volume_max_pending,
+            heartbeat_s=heartbeat,
+            retries=settings.job_retries,
         )
+        await run_in_threadpool(executor.start)
+        app.state.executor = executor
+        log.info("background jobs: %s", "shared PostgreSQL queue" if shared else "in process")
         in_flight = settings.in_flight_limit
         if segmenter.batched and not settings.max_in_flight:
             in_flight = max(in_flight, settings.max_batch)  # room to fill a GPU batch
@@ -90,6 +112,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         finally:
             app.state.runner.shutdown()
             app.state.volumes.shutdown()
+            executor.shutdown()
             app.state.extractions.close()
             segmenter.close()
             store.engine.dispose()

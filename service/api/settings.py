@@ -6,8 +6,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from service.cpus import WorkerShare
 from service.dicomweb import DicomwebConfig
@@ -138,12 +139,36 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the job store (benchmark runs, volume jobs and their "
         "files; SQLite or PostgreSQL)",
     )
+    job_queue: Literal["auto", "local", "postgres"] = Field(
+        "auto",
+        description="where background jobs run: postgres = a procrastinate queue in the "
+        "PostgreSQL job store shared by every replica, local = in this worker only; auto = "
+        "postgres when LUNGSEG_DATABASE_URL is PostgreSQL, else local",
+    )
+    job_heartbeat_s: float = Field(
+        10.0, gt=0, description="a worker renews the lease of its jobs this often (s)"
+    )
+    job_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="a job whose worker was silent this long lost it: queued again or "
+        "interrupted (s); at least twice the heartbeat",
+    )
+    job_retries: int = Field(
+        2,
+        ge=0,
+        description="shared queue: further runs of a travelling job whose replica died or "
+        "stopped, then interrupted",
+    )
     benchmark_sets: dict[str, Path] = Field(
         default_factory=dict,
         description='server-side labelled sets by name, JSON: {"gb": "/data/cxr-covid19-gb"}',
     )
     benchmark_sync_max_images: int = Field(
         40, ge=0, description="benchmarks of at most this many images answer 200 at once, else 202"
+    )
+    benchmark_chunk_images: int = Field(
+        50, ge=1, description="images per chunk of a server-side set's benchmark (one job each)"
     )
     benchmark_max_zip_bytes: int = Field(512 * 1024 * 1024, ge=1, description="largest zip upload")
     benchmark_max_pending: int = Field(
@@ -226,6 +251,23 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_pacs_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> Settings:
+        if self.job_lease_s < 2 * self.job_heartbeat_s:
+            raise ValueError("LUNGSEG_JOB_LEASE_S must be at least twice LUNGSEG_JOB_HEARTBEAT_S")
+        return self
+
+    def shared_queue(self) -> bool:
+        """Whether jobs go through the shared PostgreSQL queue (``job_queue``).
+
+        Raises:
+            ValueError: ``postgres`` asked for a store that is not PostgreSQL.
+        """
+        postgres = make_url(self.database_url).get_backend_name() == "postgresql"
+        if self.job_queue == "postgres" and not postgres:
+            raise ValueError("LUNGSEG_JOB_QUEUE=postgres needs a PostgreSQL LUNGSEG_DATABASE_URL")
+        return self.job_queue == "postgres" or (self.job_queue == "auto" and postgres)
 
     @property
     def share(self) -> WorkerShare:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from service.api.settings import Settings
 from service.benchmark import jobs
 from service.benchmark.evaluate import evaluate, summarise
 from service.datasets import read_set
@@ -76,6 +77,36 @@ def test_server_side_set_by_name(make_client, data_dir):
     assert client.get("/v1/benchmark/sets").json() == ["qu"]
     run = client.post("/v1/benchmark", params={"set_name": "qu", "models": "threshold"}).json()
     assert run["status"] == "done" and run["set_name"] == "qu"
+
+
+def test_on_postgresql_replicas_share_a_server_side_sets_chunks(
+    postgres_url, make_client, data_dir
+):
+    """Two apps on one PostgreSQL store (LUNGSEG_JOB_QUEUE=auto: the shared queue): a run posted
+    to one is read done, identically, from the other; its chunks ran as queue jobs."""
+    settings = {
+        "database_url": postgres_url,
+        "benchmark_sets": {"qu": data_dir / QU_LAYOUT},
+        "benchmark_chunk_images": 4,
+        "job_heartbeat_s": 0.5,
+        "job_lease_s": 2.0,
+    }
+    first, second = make_client(**settings), make_client(**settings)
+    assert first.app.state.executor.travels(jobs.Job(jobs.KIND, "x"))
+    run = first.post("/v1/benchmark", params={"set_name": "qu", "models": "threshold"}).json()
+    assert run["status"] == "done", run
+    assert second.get(f"/v1/benchmark/{run['id']}").json() == run
+    chunks = second.app.state.runner.store.chunks(run["id"])
+    assert [c["status"] for c in chunks] == ["done"] * 3
+    owners = {first.app.state.runner.store.owner, second.app.state.runner.store.owner}
+    assert {c["worker"] for c in chunks} <= owners
+
+
+def test_a_shared_queue_asked_of_sqlite_stops_the_start(make_client):
+    with pytest.raises(ValueError, match="LUNGSEG_JOB_QUEUE=postgres"):
+        make_client(job_queue="postgres")
+    with pytest.raises(ValueError, match="twice"):
+        Settings(job_heartbeat_s=10, job_lease_s=15)
 
 
 def test_a_full_benchmark_queue_answers_503_with_retry_after(make_client, data_dir, monkeypatch):

@@ -108,7 +108,7 @@ async def start_benchmark(
         labelled, cleanup = await run_in_threadpool(_open_zip, area, upload.data, name, settings)
     else:
         labelled = await run_in_threadpool(_server_set, str(set_name), settings)
-    record, future = runner.submit(labelled, kinds, cleanup, place)
+    record, future = runner.submit(labelled, kinds, cleanup, place, server_side=upload is None)
     if len(labelled.samples) > settings.benchmark_sync_max_images:
         response.status_code = 202
         response.headers["Location"] = f"/v1/benchmark/{record['id']}"
