@@ -1,7 +1,8 @@
 """Three replicas behind a real load balancer on one machine, one killed under load.
 
 Three ``python -m service.api`` processes (``LUNGSEG_WORKERS=1``) on loopback ports share a real
-PostgreSQL (a fresh database) and an API keys file; Debian's HAProxy runs in front of them
+PostgreSQL (a fresh database: the job store and the shared job queue, ``LUNGSEG_JOB_QUEUE``
+auto) and an API keys file; Debian's HAProxy runs in front of them
 (``docker/haproxy/haproxy.cfg.template``: ``balance leastconn``, ``/readyz`` checked every
 500 ms, down after 2 failures, up after 2 successes, connection failures and empty responses
 retried on another replica). locust (headless, its own process, bounded) posts real images
@@ -9,18 +10,25 @@ retried on another replica). locust (headless, its own process, bounded) posts r
 the test
 
 1. measures the steady state with three replicas;
-2. posts a benchmark job (a small zip, ``models=threshold``) and SIGKILLs the replica that took
-   it, at once: HAProxy must mark it down and every client must still get 200 or 503 with
-   ``Retry-After`` (never a reset, a 502/504 or a 500);
+2. posts a benchmark job (a small zip, ``models=threshold``: the upload stays on the replica
+   that received it) and SIGKILLs the replica that took it, at once: HAProxy must mark it down
+   and every client must still get 200 or 503 with ``Retry-After`` (never a reset, a 502/504 or
+   a 500);
 3. starts a new process on the same port: HAProxy must mark it up and send it requests;
-4. the same with SIGTERM (a graceful shutdown) of the replica that took a second benchmark job;
-5. after the load, waits for the first job's lease to lapse (60 s: the service has no setting
-   to shorten it) and checks that every replica reads both jobs ``interrupted``, identically.
+4. posts a benchmark of a server-side set (``set_name``, ``LUNGSEG_BENCHMARK_SETS``) in chunks
+   of ``CHUNK_IMAGES`` images, which every replica's queue worker takes: once a chunk runs on a
+   replica, SIGKILLs that replica (and revives it as in 3);
+5. the same as 2-3 with SIGTERM (a graceful shutdown) of the replica that took a third job;
+6. after the load, waits for the first job's lease to lapse (``LEASE_S``, shortened by
+   ``LUNGSEG_JOB_LEASE_S`` and ``LUNGSEG_JOB_HEARTBEAT_S``) and checks that every replica reads
+   both upload jobs ``interrupted``, identically, and the chunked run ``done``: its killed
+   chunk queued again and run by another replica, its chunks run by more than one replica
+   (the ``worker`` of each chunk's row names the process that ran it).
 
-The figures (requests/s, latency, the answers during each kill, the times to mark down and up)
-are printed at the end of the run; README "Deploy" -> "Replicas behind a load balancer" has them.
-Skipped without haproxy or PostgreSQL unless ``LUNGSEG_REQUIRE_TOPOLOGY=1``; ``make
-topology-test``.
+The figures (requests/s, latency, the answers during each kill, the times to mark down and up,
+who ran which chunk) are printed at the end of the run; README "Deploy" -> "Replicas behind a
+load balancer" has them. Skipped without haproxy or PostgreSQL unless
+``LUNGSEG_REQUIRE_TOPOLOGY=1``; ``make topology-test``.
 """
 
 from __future__ import annotations
@@ -35,15 +43,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from bench.raw import percentiles
 from bench.serve import wait_ready
+from service.jobs.queue import conninfo
 from tests.api.conftest import zip_folder
 from tests.conftest import FIXTURES_DIR, REPO_ROOT
 from tests.haproxy import Haproxy, StateWatcher, free_port
@@ -57,8 +67,11 @@ AFTER_REVIVE_S = 4.0
 LOAD_LIMIT_S = 150  # locust's own bound (-t); the test stops it earlier
 READY_TIMEOUT_S = 90.0
 MARK_TIMEOUT_S = 15.0
-LEASE_S = 60.0  # service.benchmark.jobstore.STALE_AFTER_S: no LUNGSEG_ setting shortens it
-HEARTBEAT_S = 10.0
+LEASE_S = 5.0  # LUNGSEG_JOB_LEASE_S (60 s by default)
+HEARTBEAT_S = 1.0  # LUNGSEG_JOB_HEARTBEAT_S (10 s by default)
+CHUNK_IMAGES = 2  # LUNGSEG_BENCHMARK_CHUNK_IMAGES: the 12-image set in 6 chunks
+CHUNK_MODELS = ["threshold", "unet"]  # a chunk: 2 images x 2 models, long enough to be caught
+CHUNKED_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -71,6 +84,7 @@ class Replica:
     folder: Path
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    pids: list[int] = field(default_factory=list)  # of every process it started
 
     @property
     def url(self) -> str:
@@ -86,6 +100,7 @@ class Replica:
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
         )
+        self.pids.append(self.process.pid)
         log.close()
 
     def wait_ready(self) -> None:
@@ -122,6 +137,7 @@ class Kill:
     up_at: float | None = None
     run_id: str = ""
     run_after_exit: str = ""
+    held: list[int] = field(default_factory=list)  # the chunks it was running when killed
 
 
 def _cpu_s(pid: int) -> float:
@@ -209,6 +225,56 @@ def _lat(window: dict[str, Any]) -> str:
     return f"p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms"
 
 
+def _chunks(database: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's chunk rows as the store holds them (index, status, worker, attempts)."""
+    with psycopg.connect(conninfo(database)) as db:
+        rows = db.execute(
+            "SELECT number, status, worker, attempts, started, finished FROM benchmark_chunks "
+            "WHERE run_id = %s ORDER BY number",
+            [run_id],
+        ).fetchall()
+    return [
+        {
+            "index": n,
+            "status": st,
+            "worker": w,
+            "attempts": a,
+            "started": began.timestamp() if began else None,
+            "finished": ended.timestamp() if ended else None,
+        }
+        for n, st, w, a, began, ended in rows
+    ]
+
+
+def _replica_of(worker: str | None, replicas: dict[str, Replica]) -> str:
+    """The replica whose process wrote a chunk's ``worker`` (``host:pid:tag``), with the
+    process's start number when it was started again (``r2#2``)."""
+    pid = int(worker.split(":")[1]) if worker else -1
+    for name, replica in replicas.items():
+        if pid in replica.pids:
+            start = replica.pids.index(pid) + 1
+            return name if start == 1 else f"{name}#{start}"
+    return "?"
+
+
+def _running_chunk(
+    database: str, run_id: str, replicas: dict[str, Replica], timeout_s: float
+) -> tuple[str, list[int]]:
+    """Wait until a chunk of the run is running; the replica running it, and which of its
+    chunks are running (checked twice in a row, so that the kill lands while it runs)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        running = [c for c in _chunks(database, run_id) if c["status"] == "running"]
+        if running:
+            name = _replica_of(running[0]["worker"], replicas).split("#")[0]
+            held = [c["index"] for c in running if c["worker"] == running[0]["worker"]]
+            still = [c for c in _chunks(database, run_id) if c["index"] in held]
+            if all(c["status"] == "running" for c in still):
+                return name, held
+        time.sleep(0.02)
+    raise AssertionError(f"no chunk of {run_id} ran within {timeout_s} s")
+
+
 def test_replicas_behind_haproxy_survive_a_killed_replica(
     tmp_path: Path, data_dir: Path, shared_database: str, haproxy_binary: str
 ) -> None:
@@ -230,6 +296,10 @@ def test_replicas_behind_haproxy_survive_a_killed_replica(
         "LUNGSEG_DATABASE_URL": shared_database,
         "LUNGSEG_MODELS_DIR": str(REPO_ROOT / "models"),
         "LUNGSEG_BENCHMARK_SYNC_MAX_IMAGES": "0",  # every benchmark is a job
+        "LUNGSEG_BENCHMARK_SETS": json.dumps({"qu": str(labelled)}),
+        "LUNGSEG_BENCHMARK_CHUNK_IMAGES": str(CHUNK_IMAGES),
+        "LUNGSEG_JOB_HEARTBEAT_S": str(HEARTBEAT_S),
+        "LUNGSEG_JOB_LEASE_S": str(LEASE_S),
         "LUNGSEG_LOG_FORMAT": "json",
     }
     replicas = {name: Replica(name, free_port(), env, tmp_path / "replicas") for name in REPLICAS}
@@ -239,6 +309,7 @@ def test_replicas_behind_haproxy_survive_a_killed_replica(
     haproxy: Haproxy | None = None
     kills: list[Kill] = []
     runs: dict[str, str] = {}  # run id -> the replica that took it
+    chunked: dict[str, Any] = {}  # the chunked run: id, when posted, its kill
     problems: list[str] = []
     http = httpx.Client(timeout=30, headers=auth)
     try:
@@ -312,20 +383,45 @@ def test_replicas_behind_haproxy_survive_a_killed_replica(
             time.sleep(STEADY_S)
             cpu_after = _cpu_snapshot(pids)
 
-            for how, sig in (("SIGKILL", signal.SIGKILL), ("SIGTERM", signal.SIGTERM)):
-                # A benchmark job through the balancer; the replica that took it is stopped.
-                posted = http.post(
-                    f"{haproxy.url}/v1/benchmark",
-                    params={"models": "threshold"},
-                    files={"file": ("covid-qu-ex-layout.zip", benchmark_zip)},
-                )
-                assert posted.status_code == 202, posted.text
-                victim = replicas[posted.headers["X-Served-By"]]
+            rounds = (
+                ("SIGKILL", signal.SIGKILL, "zip"),
+                ("SIGKILL mid-chunk", signal.SIGKILL, "chunks"),
+                ("SIGTERM", signal.SIGTERM, "zip"),
+            )
+            for how, sig, shape in rounds:
+                if shape == "zip":
+                    # A benchmark job of an upload through the balancer: it stays on the
+                    # replica that took it, which is stopped.
+                    posted = http.post(
+                        f"{haproxy.url}/v1/benchmark",
+                        params={"models": "threshold"},
+                        files={"file": ("covid-qu-ex-layout.zip", benchmark_zip)},
+                    )
+                    assert posted.status_code == 202, posted.text
+                    victim = replicas[posted.headers["X-Served-By"]]
+                    chunks_held: list[int] = []
+                else:
+                    # A benchmark of the server-side set: its chunks go to the shared queue;
+                    # the replica running one of them is killed.
+                    posted = http.post(
+                        f"{haproxy.url}/v1/benchmark",
+                        params={"set_name": "qu", "models": CHUNK_MODELS},
+                    )
+                    assert posted.status_code == 202, posted.text
+                    chunked |= {"id": posted.json()["id"], "posted": time.time()}
+                    chunked["taker"] = posted.headers["X-Served-By"]
+                    name, chunks_held = _running_chunk(shared_database, chunked["id"], replicas, 60)
+                    victim = replicas[name]
                 assert victim.process is not None
-                kill = Kill(how, victim.name, time.time(), run_id=posted.json()["id"])
+                kill = Kill(
+                    how, victim.name, time.time(), run_id=posted.json()["id"], held=chunks_held
+                )
                 victim.process.send_signal(sig)
                 kills.append(kill)
-                runs[kill.run_id] = victim.name
+                if shape == "zip":
+                    runs[kill.run_id] = victim.name
+                else:
+                    chunked |= {"kill": kill, "pid": victim.process.pid}
                 kill.down_at = watch.wait_for(
                     victim.name, up=False, after=kill.at, timeout_s=MARK_TIMEOUT_S
                 )
@@ -357,14 +453,26 @@ def test_replicas_behind_haproxy_survive_a_killed_replica(
         # heartbeat, and then the next replica that reads it records it interrupted.
         first = kills[0]
         other = next(r for n, r in replicas.items() if n != first.replica)
-        interrupted_at = None
-        deadline = first.at + LEASE_S + HEARTBEAT_S + 15
+        interrupted_at = None  # when a replica recorded it (the run's finished time)
+        deadline = max(time.time(), first.at + LEASE_S + HEARTBEAT_S) + 15
         while time.time() < deadline:
             run = http.get(f"{other.url}/v1/benchmark/{first.run_id}").json()
             if run["status"] == "interrupted":
-                interrupted_at = time.time()
+                interrupted_at = dt.datetime.fromisoformat(run["finished"]).timestamp()
                 break
-            time.sleep(1)
+            time.sleep(0.5)
+        # The chunked run: its killed chunk is queued again once the killed worker's lease
+        # lapsed, and run by another replica.
+        chunked_done_at = None  # when its last chunk merged it (the run's finished time)
+        deadline = chunked["posted"] + CHUNKED_TIMEOUT_S
+        while time.time() < deadline:
+            run = http.get(f"{haproxy.url}/v1/benchmark/{chunked['id']}").json()
+            if run["status"] not in ("queued", "running"):
+                chunked_done_at = dt.datetime.fromisoformat(run["finished"]).timestamp()
+                break
+            time.sleep(0.5)
+        chunk_rows = _chunks(shared_database, chunked["id"])
+        runs[chunked["id"]] = chunked["taker"]
         urls = {name: r.url for name, r in replicas.items()} | {"balancer": haproxy.url}
         views = {
             run_id: {
@@ -488,6 +596,46 @@ def test_replicas_behind_haproxy_survive_a_killed_replica(
         else "NOT interrupted"
     )
 
+    chunk_kill: Kill = chunked["kill"]
+    ran_by = {row["index"]: _replica_of(row["worker"], replicas) for row in chunk_rows}
+    per_replica = Counter(ran_by.values())
+    rerun = [row for row in chunk_rows if row["attempts"] > 1]
+    FIGURES["chunked benchmark (server-side set)"] = (
+        f"{len(chunk_rows)} chunks of {CHUNK_IMAGES} images x {len(CHUNK_MODELS)} models, posted "
+        f"to {chunked['taker']}; ran on "
+        + ", ".join(f"{name} {n}" for name, n in sorted(per_replica.items()))
+        + "; chunk: replica (attempts, its last run from/to seconds after the post) "
+        + ", ".join(
+            f"{row['index']}: {ran_by[row['index']]} ({row['attempts']}, "
+            f"{(row['started'] or 0) - chunked['posted']:.1f}-"
+            f"{(row['finished'] or 0) - chunked['posted']:.1f})"
+            for row in chunk_rows
+        )
+    )
+    FIGURES["chunked benchmark: the killed replica"] = (
+        f"{chunk_kill.replica} killed while running chunk(s) {chunk_kill.held}, "
+        f"{chunk_kill.at - chunked['posted']:.1f} s after the post; "
+        + (
+            f"run done {chunked_done_at - chunk_kill.at:.1f} s after the kill "
+            f"({chunked_done_at - chunked['posted']:.1f} s after the post)"
+            if chunked_done_at
+            else "run NOT ended"
+        )
+    )
+    chunked_view = views[chunked["id"]]["balancer"]
+    if chunked_view.get("status") != "done":
+        problems.append(f"the chunked run did not end done: {chunked_view}")
+    elif chunked_view["results"]["entries"][0]["timing"]["n_images"] != 12:
+        problems.append(f"the chunked run's results miss images: {chunked_view['results']}")
+    if len({name.split("#")[0] for name in per_replica}) < 2:
+        problems.append(f"the chunks ran on one replica only: {ran_by}")
+    for index in chunk_kill.held:
+        row = chunk_rows[index]
+        if row["attempts"] < 2 or int(str(row["worker"]).split(":")[1]) == chunked["pid"]:
+            problems.append(f"chunk {index} held by the killed {chunk_kill.replica}: {row}")
+    if not rerun:
+        problems.append(f"no chunk was run again after the kill: {chunk_rows}")
+
     if bad:
         problems.append(f"{len(bad)} answers neither 200 nor 503+Retry-After: {bad[:5]}")
     if proxy_errors:
@@ -514,10 +662,15 @@ def test_replicas_behind_haproxy_survive_a_killed_replica(
         )
         # Killed, the job can only end interrupted (once its lease lapsed). Stopped gracefully,
         # it is interrupted at the shutdown, unless it finished while the open requests drained.
-        allowed = {"interrupted"} if kill.how == "SIGKILL" else {"interrupted", "done"}
+        # The chunked run's killed chunk is run again elsewhere: it ends done.
+        allowed = {
+            "SIGKILL": {"interrupted"},
+            "SIGKILL mid-chunk": {"done"},
+            "SIGTERM": {"interrupted", "done"},
+        }[kill.how]
         if len(set(statuses.values())) != 1 or not set(statuses.values()) <= allowed:
             problems.append(f"benchmark {kill.run_id} ({kill.how} {kill.replica}): {statuses}")
-        if kill.how == "SIGKILL" and (final.get("finished") or "") < _iso(kill.at):
+        if kill.how.startswith("SIGKILL") and (final.get("finished") or "") < _iso(kill.at):
             problems.append(f"benchmark {kill.run_id} finished before the kill: {final}")
     for run_id, by_replica in views.items():
         if len({json.dumps(v, sort_keys=True) for v in by_replica.values()}) != 1:
