@@ -22,6 +22,8 @@ HEADER = (
     "lung DSC",
     "infection DSC (n)",
     "infection FP rate (n)",
+    "COVID-19 detected (n)",
+    "infection % MAE, COVID-19 (n)",
     "pixel acc. lung / inf.",
     "loss lung / inf.",
     "threshold: lung DSC / inf. DSC / FP rate",
@@ -47,6 +49,18 @@ def cells(summary: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def covid_cells(group: dict[str, Any] | None) -> tuple[str, str]:
+    """Sensitivity of the decision and the infection % error on the COVID-19 images of one
+    ``summarise(...)["covid"]`` object ("-" where the card predates them or n is 0)."""
+    if group is None:
+        return "-", "-"
+    detection = group.get("detection") or {}
+    error = (group.get("infection_percent_error") or {}).get
+    detected = f"{number(detection['rate'], 3)} ({detection['n']})" if detection.get("n") else "-"
+    mae = f"{number(error('mean'), 1)} ({error('n')})" if error("n") else "-"
+    return detected, mae
+
+
 def rows(card: dict[str, Any]) -> list[tuple[str, ...]]:
     """Table rows of one model card (one per validation set)."""
     out: list[tuple[str, ...]] = []
@@ -56,6 +70,7 @@ def rows(card: dict[str, Any]) -> list[tuple[str, ...]]:
             f"{name}{' (external)' if 'external' in result['role'] else ''} ({result['n_images']})"
         )
         baseline = f"{base['lung']} / {base['inf'].split(' ')[0]} / {base['fp'].split(' ')[0]}"
+        detected, mae = covid_cells(result["model"].get("covid"))
         out.append(
             (
                 f"{card['name']} {card['version']}",
@@ -63,6 +78,8 @@ def rows(card: dict[str, Any]) -> list[tuple[str, ...]]:
                 model["lung"],
                 model["inf"],
                 model["fp"],
+                detected,
+                mae,
                 model["acc"],
                 model["loss"],
                 baseline,
