@@ -4,15 +4,19 @@ persist the results.
 Two shapes of run, both jobs of kind ``benchmark``:
 
 * an **uploaded set** (a zip extracted into this worker's private folder): one job whose payload
-  is the set, run where it was received (:func:`score_models`);
+  is the set, run where it was received (:func:`service.benchmark.results.score_models`);
 * a **server-side set** (``set_name``, ``LUNGSEG_BENCHMARK_SETS``): split into chunks of
   ``chunk_images`` images (``LUNGSEG_BENCHMARK_CHUNK_IMAGES``), one job each with no payload
   (any replica reads the set by its name), submitted as one group. Each chunk writes its
-  per-image rows to the store (:func:`score_chunk`); the chunk that ends last merges every
-  chunk's rows into the run's results (:func:`merge_chunks`: the summaries computed from all
-  rows by :func:`service.benchmark.evaluate.summarise`, as one process computes them). With a
-  shared queue (``service.jobs.queue``) the chunks run on whichever replicas are free; in
-  process they run one after another.
+  per-image rows to the store (:func:`service.benchmark.chunks.score_chunk`); the chunk that
+  ends last merges every chunk's rows into the run's results
+  (:func:`service.benchmark.chunks.merge_chunks`: the summaries computed from all rows by
+  :func:`service.benchmark.evaluate.summarise`, as one process computes them). With a shared
+  queue (``service.jobs.queue``) the chunks run on whichever replicas are free; in process
+  they run one after another.
+
+The result types and :func:`score_models` live in :mod:`service.benchmark.results`, the
+chunks' bounds, scoring and merge in :mod:`service.benchmark.chunks`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,20 +24,24 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from service.benchmark.evaluate import ImageScore, Summary, evaluate, summarise
+from service.benchmark.chunks import chunk_bounds, merge_chunks, merge_outcome, score_chunk
+from service.benchmark.results import (
+    BenchmarkEntry,
+    BenchmarkResults,
+    EntryModel,
+    Timing,
+    score_models,
+)
 from service.benchmark.store import HEARTBEAT_S, QUEUE_OWNER, Heartbeat, RunStore
 from service.datasets import LabelledSet, read_set
-from service.errors import BusyError, InvalidInputError, LungsegError, NotFoundError
-from service.imaging.types import DecodedImage
+from service.errors import BusyError, InvalidInputError, NotFoundError
 from service.jobs import (
     QUEUE_ERROR,
     Executor,
@@ -43,185 +51,24 @@ from service.jobs import (
     Reservation,
     record_outcome,
 )
-from service.models.base import Backend
 from service.models.segmenter import Segmenter
-from service.pipeline.result import FrameResult
+
+__all__ = [
+    "CHUNK_IMAGES",
+    "KIND",
+    "RETRIES",
+    "BenchmarkEntry",
+    "BenchmarkResults",
+    "BenchmarkRunner",
+    "EntryModel",
+    "Timing",
+    "chunk_bounds",
+    "merge_chunks",
+    "score_chunk",
+    "score_models",
+]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EntryModel:
-    """What ran for an entry: the model's identity, execution provider and precision."""
-
-    name: str
-    version: str
-    kind: str
-    modality: str
-    provider: str
-    precision: str
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Wall time of the evaluation (decode, inference, scoring) in milliseconds."""
-
-    ms_per_image: float
-    total_ms: float
-    n_images: int
-
-
-@dataclass(frozen=True)
-class BenchmarkEntry:
-    """One (model, modality) of a run; ``fallback`` says why another model ran than asked."""
-
-    requested: str
-    modality: str
-    model: EntryModel
-    fallback: str | None
-    summary: Summary
-    rows: list[ImageScore]
-    timing: Timing
-
-
-@dataclass(frozen=True)
-class BenchmarkResults:
-    """The results of a run, as stored (``asdict``) and answered by ``/v1/benchmark``."""
-
-    set: str
-    layout: str
-    entries: list[BenchmarkEntry]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def score_models(
-    segmenter: Segmenter, labelled: LabelledSet, models: list[str]
-) -> BenchmarkResults:
-    """Evaluate each requested model kind on every modality of the set, through the
-    segmenter's limits (its inference and CPU gates), one entry per (model, modality)."""
-
-    def gated(backend: Backend[Any], image: DecodedImage) -> list[FrameResult]:
-        return segmenter.run(backend, image, keep_probabilities=True, frames=[0])
-
-    entries = []
-    for modality in sorted({s.modality for s in labelled.samples}):
-        samples = [s for s in labelled.samples if s.modality == modality]
-        for kind in models:
-            backend, fallback = segmenter.backend_for(kind, modality)
-            start = time.perf_counter()
-            rows = evaluate(backend, samples, runner=gated)
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            info = backend.info
-            model = EntryModel(
-                info.name,
-                info.version,
-                info.kind,
-                info.modality,
-                backend.provider,
-                backend.precision,
-            )
-            timing = Timing(elapsed_ms / max(len(samples), 1), elapsed_ms, len(samples))
-            entries.append(
-                BenchmarkEntry(kind, modality, model, fallback, summarise(rows), rows, timing)
-            )
-    return BenchmarkResults(labelled.name, labelled.layout, entries)
-
-
-def chunk_bounds(n_images: int, size: int) -> list[tuple[int, int]]:
-    """The images ``[start, stop)`` of each chunk of ``size`` (one chunk for an empty set)."""
-    if size < 1:
-        raise ValueError("a chunk holds at least one image")
-    return [(start, min(start + size, n_images)) for start in range(0, n_images, size)] or [(0, 0)]
-
-
-def score_chunk(
-    segmenter: Segmenter,
-    labelled: LabelledSet,
-    models: list[str],
-    start: int,
-    stop: int,
-    stopped: threading.Event | None = None,
-) -> dict[str, Any]:
-    """The rows of images ``[start, stop)`` of the set for every (modality of the whole set,
-    model kind), in :func:`score_models`'s order, with the model that ran and the time it took
-    (JSON, as a chunk's result is stored). ``stopped`` set: JobStopped at the next image."""
-
-    def gated(backend: Backend[Any], image: DecodedImage) -> list[FrameResult]:
-        return segmenter.run(backend, image, keep_probabilities=True, frames=[0])
-
-    def check(_done: int) -> None:
-        if stopped is not None and stopped.is_set():
-            raise JobStopped()
-
-    chunk = labelled.samples[start:stop]
-    entries = []
-    for modality in sorted({s.modality for s in labelled.samples}):
-        samples = [s for s in chunk if s.modality == modality]
-        for kind in models:
-            backend, fallback = segmenter.backend_for(kind, modality)
-            began = time.perf_counter()
-            rows = evaluate(backend, samples, progress=check, runner=gated)
-            info = backend.info
-            model = EntryModel(
-                info.name,
-                info.version,
-                info.kind,
-                info.modality,
-                backend.provider,
-                backend.precision,
-            )
-            entries.append(
-                {
-                    "requested": kind,
-                    "modality": modality,
-                    "model": asdict(model),
-                    "fallback": fallback,
-                    "rows": [row.to_dict() for row in rows],
-                    "ms": (time.perf_counter() - began) * 1000,
-                }
-            )
-    return {"set": labelled.name, "layout": labelled.layout, "entries": entries}
-
-
-def merge_chunks(parts: list[dict[str, Any]]) -> BenchmarkResults:
-    """The run's results from its chunks' (index order): each entry's rows are the chunks'
-    rows in order, its summary ``summarise`` of them all, its time the chunks' summed.
-
-    Raises:
-        InvalidInputError: the chunks were scored by different models (replicas serving
-            different model versions) or disagree on the entries.
-    """
-    head = parts[0]
-    keys = [(e["requested"], e["modality"], e["model"], e["fallback"]) for e in head["entries"]]
-    for part in parts[1:]:
-        other = [
-            (e["requested"], e["modality"], e["model"], e["fallback"]) for e in part["entries"]
-        ]
-        if other != keys:
-            raise InvalidInputError(
-                "the run's chunks were scored by different models: every replica must serve "
-                "the same models"
-            )
-    entries = []
-    for i, (requested, modality, model, fallback) in enumerate(keys):
-        rows = [ImageScore.from_dict(row) for part in parts for row in part["entries"][i]["rows"]]
-        total_ms = sum(float(part["entries"][i]["ms"]) for part in parts)
-        timing = Timing(total_ms / max(len(rows), 1), total_ms, len(rows))
-        entries.append(
-            BenchmarkEntry(
-                requested, modality, EntryModel(**model), fallback, summarise(rows), rows, timing
-            )
-        )
-    return BenchmarkResults(head["set"], head["layout"], entries)
-
-
-def _merged(parts: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None, str | None]:
-    try:
-        return "done", merge_chunks(parts).to_dict(), None
-    except LungsegError as err:
-        return "failed", None, str(err)
 
 
 def _remove(folder: Path | None) -> None:
@@ -397,7 +244,7 @@ class BenchmarkRunner:
 
         def record(status: str, result: dict[str, Any] | None, error: str | None) -> None:
             if status == "done" and result is not None:
-                if not self.store.finish_chunk(run_id, index, result, _merged):
+                if not self.store.finish_chunk(run_id, index, result, merge_outcome):
                     raise JobStopped(job.id)
             else:
                 self.store.set_status(run_id, "failed", error=error)
