@@ -1,10 +1,12 @@
 """One way of running work in the background: benchmark runs and volume jobs alike.
 
-See :mod:`service.jobs.executor` for the interface (``Job``, ``Executor``, ``Reservation``) and
-the in-process implementation (``LocalExecutor``); :mod:`service.jobs.queue` holds the one
-shared by replicas (``ProcrastinateExecutor``: procrastinate on the PostgreSQL job store), with
-its parts: ``queue_schema`` (connection, schema), ``queue_leases`` (the workers, hand-back,
-recovery), ``queue_groups`` (the futures of posted jobs), ``queue_loop`` (its event loop).
+* :mod:`service.jobs.executor`: the interface (``Job``, ``Executor``, ``Reservation``) and its
+  rules; :func:`record_outcome`.
+* :mod:`service.jobs.local`: the in-process implementation (``LocalExecutor``).
+* :mod:`service.jobs.queue`: the one the replicas share (``ProcrastinateExecutor``:
+  procrastinate on the PostgreSQL job store), with its parts ``queue_schema`` (connection,
+  schema), ``queue_leases`` (the workers, hand-back, recovery), ``queue_groups`` (the futures
+  of posted jobs) and ``queue_loop`` (its event loop).
 """
 
 from service.jobs.executor import (
@@ -14,11 +16,11 @@ from service.jobs.executor import (
     Job,
     JobStopped,
     Loader,
-    LocalExecutor,
     Reservation,
     Worker,
     record_outcome,
 )
+from service.jobs.local import LocalExecutor
 
 __all__ = [
     "INTERNAL_ERROR",

@@ -20,7 +20,7 @@ What travels and what stays:
   posted to a busy replica is run by an idle one. The worker reads the params with ``load``
   (None: the job ended meanwhile, skipped) and runs the kind's worker unchanged.
 * A job **with a payload** (an upload assembled in this process's memory) runs here, in the
-  :class:`~service.jobs.executor.LocalExecutor` this executor holds: patient data is never
+  :class:`~service.jobs.local.LocalExecutor` this executor holds: patient data is never
   written to disk by the service, nor staged in the database to travel.
 
 The **queue bound** is this replica's: ``reserve`` counts the jobs posted to this replica
@@ -49,7 +49,8 @@ import procrastinate
 from procrastinate.job_context import JobContext
 
 from service.errors import BusyError
-from service.jobs.executor import Job, Loader, LocalExecutor, Reservation, Worker, _once
+from service.jobs.executor import Job, Loader, Reservation, Worker
+from service.jobs.local import LocalExecutor, once
 from service.jobs.queue_groups import Posted
 from service.jobs.queue_leases import (
     HandBack,
@@ -77,8 +78,11 @@ log = logging.getLogger(__name__)
 class ProcrastinateExecutor:
     """Jobs shared by the replicas over one PostgreSQL database (see the module docstring).
 
-    ``name`` names this replica's workers in procrastinate's table; ``grace_s``: how long a
-    shutdown waits for running travelling jobs before handing them back (0: at once).
+    ``heartbeat_s`` / ``lease_s``: how often a running travelling job is renewed, and how long
+    a silent one waits before another replica runs it again; ``poll_s``: the workers' poll of
+    the queue; ``grace_s``: how long a shutdown waits for running travelling jobs before
+    handing them back (0: at once); ``defer_timeout_s``: the longest wait to post a job;
+    ``pool_size``: the connections of the queue's pool.
     """
 
     def __init__(
@@ -221,7 +225,7 @@ class ProcrastinateExecutor:
         travelling = [self.travels(job) for job in jobs]
         if not any(travelling):
             return self._local.submit_group(jobs, reservation, cleanup)
-        tidy = _once(cleanup)
+        tidy = once(cleanup)
         if not all(travelling) or len({job.kind for job in jobs}) != 1:
             tidy()
             raise ValueError("a group is jobs of one kind that all travel or all stay")
