@@ -76,6 +76,6 @@ def operating_point(
         },
         "lung_checks": "a priori (service.pipeline.params.A_PRIORI_LUNG)",
     }
-    fraction, confidence = A_PRIORI_LUNG[config.modality]
+    fraction, confidence, area = A_PRIORI_LUNG[config.modality]
     log.info("%s: operating point %.4f on %d holdout images", config.name, threshold, len(values))
-    return DecisionParams(threshold, fraction, confidence, INSIDE_BODY, notes)
+    return DecisionParams(threshold, fraction, confidence, INSIDE_BODY, area, notes)

@@ -5,7 +5,8 @@ the decision head's score, :func:`decide_frame` answers:
 
 * ``lung_found``: the frame is a chest image of the modality asked. Cheap input checks first
   (a frame smaller than ``MIN_SIDE_PX`` on a side, or one without contrast, holds no chest),
-  then model evidence: the lung covers at least ``min_lung_fraction`` of the frame, the model
+  then model evidence: the lung covers at least ``min_lung_fraction`` of the frame (and at
+  least ``min_lung_area_mm2`` where the pixel spacing is known), the model
   is sure of it (mean lung probability inside the mask >= ``min_lung_confidence``; not checked
   for a backend without probabilities), and, where Hounsfield units are known, the lung lies
   inside the body (air around a head or between the patient and the table is not lung).
@@ -88,6 +89,7 @@ def decide_frame(
     probabilities: np.ndarray | None,
     prob_threshold: float,
     score: float | None,
+    lung_area_mm2: float | None = None,
 ) -> FrameDecision:
     """The decisions of one frame (see the module docstring).
 
@@ -99,6 +101,7 @@ def decide_frame(
         probabilities: float ``(2, h, w)`` at the model's resolution, or None (threshold).
         prob_threshold: the card's pixel threshold (what counts as marked).
         score: the decision head's score, or None.
+        lung_area_mm2: the lung mask's area in mm², None where the pixel spacing is unknown.
     """
     lung_px = int(np.count_nonzero(masks.lung))
     infected = int(np.count_nonzero(masks.infection & masks.lung))
@@ -106,7 +109,9 @@ def decide_frame(
     infection_score = score if score is not None else fraction
     reason = input_warning(frame, units)
     if reason is None:
-        reason = _lung_evidence(masks.lung, frame, units, params, probabilities, prob_threshold)
+        reason = _lung_evidence(
+            masks.lung, frame, units, params, probabilities, prob_threshold, lung_area_mm2
+        )
     if reason is not None:
         return FrameDecision(False, False, float(infection_score), (reason,))
     if score is not None and params.threshold is not None:
@@ -123,6 +128,7 @@ def _lung_evidence(
     params: DecisionParams,
     probabilities: np.ndarray | None,
     prob_threshold: float,
+    lung_area_mm2: float | None,
 ) -> str | None:
     """Why the model's lung is not a lung, or None."""
     share = float(np.count_nonzero(lung)) / max(lung.size, 1)
@@ -130,6 +136,11 @@ def _lung_evidence(
         return (
             f"no lung found: the lung would cover {100 * share:.1f} % of the image, less than "
             f"the {100 * params.min_lung_fraction:g} % of a chest image"
+        )
+    if lung_area_mm2 is not None and lung_area_mm2 < params.min_lung_area_mm2:
+        return (
+            f"no lung found: the lung would be {lung_area_mm2 / 100:.1f} cm², less than the "
+            f"{params.min_lung_area_mm2 / 100:g} cm² of a slice through the lungs"
         )
     confidence = lung_confidence(probabilities, prob_threshold)
     if confidence is not None and confidence < params.min_lung_confidence:

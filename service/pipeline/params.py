@@ -119,13 +119,16 @@ class PostprocessParams:
         return cls(**data)
 
 
-A_PRIORI_LUNG = {"cxr": (0.05, 0.85), "ct": (0.002, 0.85)}
-"""``(min_lung_fraction, min_lung_confidence)`` for models whose card has no decision section
-(schema 1) and for the threshold segmenter: chosen before looking at any validation image
-from what a chest image is (CXR lungs cover 14-45 % of the film on COVID-QU-Ex training
-images, a CT slice through the lungs at least a fraction of a percent) and from the shipped
-models' certainty on their training images (mean lung probability inside the mask 0.95-0.99);
-see docs/models.md."""
+A_PRIORI_LUNG = {"cxr": (0.05, 0.85, 0.0), "ct": (0.002, 0.85, 500.0)}
+"""``(min_lung_fraction, min_lung_confidence, min_lung_area_mm2)`` for models whose card has no
+decision section (schema 1), for the threshold segmenter and for the export's cards: chosen
+before looking at any validation image from what a chest image is (CXR lungs cover 14-45 % of
+the film on COVID-QU-Ex training images, a CT slice through the lungs at least a fraction of a
+percent and, where the pixel spacing is known, at least 5 cm², a disc of 2.5 cm: smaller air
+is a sinus, the mastoid or bowel gas, and a lung's tip that small is not measurable on one
+slice) and from the shipped models' certainty on their training images (mean lung probability
+inside the mask 0.95-0.99); see docs/models.md. CXR has no area check (0: the fraction
+covers films)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ class DecisionParams:
             least this (not checked for a backend without probabilities).
         min_lung_inside_body: where Hounsfield units are known, at least this fraction of the
             lung must lie inside the body.
+        min_lung_area_mm2: where the pixel spacing is known, the lung must cover at least this
+            many mm² (0: not checked).
         notes: the rest of the card's ``decision`` object (what it was chosen on, its
             sensitivity there), kept verbatim.
     """
@@ -149,13 +154,20 @@ class DecisionParams:
     min_lung_fraction: float
     min_lung_confidence: float
     min_lung_inside_body: float = 0.5
+    min_lung_area_mm2: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def a_priori(cls, modality: str) -> DecisionParams:
         """The rules for a model without a decision section (see ``A_PRIORI_LUNG``)."""
-        fraction, confidence = A_PRIORI_LUNG[modality]
-        return cls(None, fraction, confidence, notes={"source": "a priori (no decision head)"})
+        fraction, confidence, area = A_PRIORI_LUNG[modality]
+        return cls(
+            None,
+            fraction,
+            confidence,
+            min_lung_area_mm2=area,
+            notes={"source": "a priori (no decision head)"},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "notes"}

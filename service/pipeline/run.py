@@ -95,6 +95,7 @@ def finish(
         prediction.probabilities,
         params.threshold,
         prediction.score,
+        stats.lung_area_mm2,
     )
     if not decision.lung_found:
         empty = np.zeros_like(masks.lung)

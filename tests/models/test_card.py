@@ -29,6 +29,7 @@ def v2(card: dict[str, Any]) -> dict[str, Any]:
         "min_lung_fraction": 0.002,
         "min_lung_confidence": 0.85,
         "min_lung_inside_body": 0.5,
+        "min_lung_area_mm2": 500.0,
         "chosen_on": "held-back training images",
     }
     return out
