@@ -1,6 +1,6 @@
 """Overlay PNGs of a model's masks on real images, for looking at what a model does.
 
-``python -m export.overlays --model models/unet-ct/1.0.0 --out /tmp/overlays FILE...`` writes one
+``python -m export.overlays --model models/unet-ct/2.0.0 --out /tmp/overlays FILE...`` writes one
 PNG per input frame: the image as the model saw it (its card's display mapping) with the lung
 outline in green and infection in red. The files can be DICOM (HU CT included), PNG or JPEG.
 """

@@ -463,5 +463,5 @@ def test_the_finetune_preset_is_version_2_with_the_head_and_a_holdout() -> None:
     assert series.layout == "dicom-series" and series.holdout_tail > 0
     assert job("unet", "cxr", "finetune").augment.jpeg_prob > 0
     assert job("unet", "cxr", "full").augment.jpeg_prob == 0  # 1.x configs unchanged
-    args = parse_args(["--preset", "finetune", "--init", "models/unet-cxr/1.1.0/model.onnx"])
+    args = parse_args(["--preset", "finetune", "--init", "models/unet-cxr/2.0.0/model.onnx"])
     assert overrides(job("unet", "cxr", "finetune"), args).init_from.endswith("model.onnx")

@@ -5,7 +5,7 @@ Example::
     python -m training --preset small --data ../shared/data --out runs/small
     python -m training --preset full --model unet --modality cxr --out runs/full --resume
     python -m training --preset finetune --model unet --modality cxr --out runs/v2 \
-        --init models/unet-cxr/1.1.0/model.onnx     # 2.0.0: decision head, warm start
+        --init models/unet-cxr/2.0.0/model.onnx     # warm start from a shipped model
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="start from these weights (one job only): a checkpoint, e.g. "
         "runs/full/unet-cxr/best.pt, or a shipped ONNX model, e.g. "
-        "models/unet-cxr/1.1.0/model.onnx (BatchNorm re-inflated, training/warmstart.py)",
+        "models/unet-cxr/2.0.0/model.onnx (BatchNorm re-inflated, training/warmstart.py)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="override torch's threads (preset: 2)"

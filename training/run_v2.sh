@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the four 2.0.0 networks one after the other (issue 13): finetune preset, each warm-started
-# from the shipped ONNX model of the same name (training/warmstart.py). See training/V2.md.
+# from the shipped ONNX model of the same name (training/warmstart.py). See docs/models.md (Training).
 #
 #   nohup setsid training/run_v2.sh > runs/v2/run_v2.out 2>&1 &
 #
@@ -8,6 +8,9 @@
 # command again after a kill; a finished job (training.json present) is skipped, an unfinished
 # one continues from its last.pt (--resume; the epoch that was interrupted is repeated).
 # Logs: $OUT/<name>.log; checkpoints: $OUT/<name>/{last.pt,best.pt,metrics.jsonl,split.json}.
+# The 1.x ONNX files they start from were replaced by 2.0.0 in models/; restore them first:
+#   git checkout "$(git log -1 --format=%H --diff-filter=D -- models/unet-ct/1.0.0)~1" -- \
+#       models/unet-cxr/1.1.0 models/cnn-cxr/1.0.0 models/unet-ct/1.0.0 models/cnn-ct/1.0.0
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/v2}

@@ -10,6 +10,9 @@
 # Bounded and resumable like run_v2.sh (a finished job is skipped; --resume continues one).
 #
 #   nohup setsid training/run_v2b.sh > runs/v2b/run.out 2>&1 &
+# The 1.x ONNX files they start from were replaced by 2.0.0 in models/; restore them first:
+#   git checkout "$(git log -1 --format=%H --diff-filter=D -- models/unet-ct/1.0.0)~1" -- \
+#       models/unet-cxr/1.1.0 models/cnn-cxr/1.0.0 models/unet-ct/1.0.0 models/cnn-ct/1.0.0
 set -u
 cd "$(dirname "$0")/.."
 DATA=${LUNGSEG_DATA_DIR:-../shared/data}

@@ -265,7 +265,7 @@ def init_from_onnx(model: nn.Module, onnx_path: Path, calibration: Tensor) -> fl
     Args:
         model: a network of the same architecture as the graph (``build(kind, **net)``); extra
             modules without convolutions (the decision head) are left as they are.
-        onnx_path: e.g. ``models/unet-cxr/1.1.0/model.onnx``.
+        onnx_path: e.g. ``models/unet-cxr/2.0.0/model.onnx``.
         calibration: float32 ``(N, 1, H, W)`` normalised training images (model input), e.g.
             64 unaugmented images of the training side; ``H``, ``W`` multiples of the stride.
 

@@ -87,7 +87,8 @@ class ShippedModel:
 
 
 class CtModel(ShippedModel):
-    """CT models are tested on slices of their own validation groups (``split.json``)."""
+    """CT models are tested on every slice of their own validation groups (``split.json``: 54
+    slices of 2 patients; a subset of 6 is too few to tell models 0.01 apart)."""
 
     modality: ClassVar[str] = "ct"
 
@@ -95,7 +96,7 @@ class CtModel(ShippedModel):
         split = json.loads((directory / "split.json").read_text())["sets"]["ct-covid19-majun"]
         val = set(split["val"])
         majun = read_set(data_dir / "ct-covid19-majun")
-        return [s for s in majun.samples if s.id in val][::8][:6]
+        return [s for s in majun.samples if s.id in val]
 
     def test_runs_on_dicom_ct_in_hu(self, backend: OnnxBackend, data_dir: Path) -> None:
         """The HU path (card window, min-max, CLAHE) runs on a real DICOM CT slice."""
