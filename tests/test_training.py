@@ -346,7 +346,7 @@ def test_decision_loss_uses_only_labelled_rows_and_balances_classes() -> None:
 
 
 def test_auc_and_the_holdout_threshold() -> None:
-    from training.steps import auc, threshold_keeping
+    from training.validation import auc, threshold_keeping
 
     rng = np.random.default_rng(0)
     scores = np.round(rng.random(60), 1)  # many ties

@@ -32,7 +32,8 @@ from training import checkpoint as ckpt
 from training.config import JobConfig
 from training.data import Cached, cache_splits, calibration_batch, make_splits, write_split
 from training.networks import build
-from training.steps import train_epoch, validate
+from training.steps import train_epoch
+from training.validation import validate
 from training.warmstart import init_from_onnx
 
 log = logging.getLogger(__name__)
