@@ -27,7 +27,8 @@ OID), and absent when the source has no Patient ID. ImagingStudy requires a subj
 Patient ID it is a reference by display only ("patient not identified in the DICOM source").
 Patient IDs are copied into the Bundle for its recipient only: never logged here.
 
-Codes and their sources: :mod:`service.encoders.seg_codes`. The JSON is built from plain dicts
+Codes and their sources: :mod:`service.encoders.seg_codes`; the resources themselves:
+:mod:`service.encoders.fhir_resources`. The JSON is built from plain dicts
 (it is small and of one fixed shape); the tests validate it with the ``fhir.resources`` R4B
 models and check every reference.
 """
@@ -35,13 +36,11 @@ models and check every reference.
 from __future__ import annotations
 
 import json
-import math
-import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from service.encoders import fhir_resources as res
 from service.encoders import seg_codes as codes
 from service.imaging.types import Modality, SourceRef
 from service.pipeline.result import EncodedFile, Segmentation
@@ -53,8 +52,6 @@ CONCLUSION = (
     "lungseg is not a medical device; these values are not a diagnosis and must be reviewed "
     "by a qualified reader."
 )
-NO_PATIENT = "patient not identified in the DICOM source"
-_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
 @dataclass(frozen=True)
@@ -82,11 +79,6 @@ _MEASURES = (
     ("lung_area_mm2", "lung-area", "Lung area", "mm2"),
     ("infection_area_mm2", "infection-area", "Infection area", "mm2"),
 )
-_SITES = {
-    None: codes.BODY_LUNG,
-    "left": codes.BODY_LEFT_LUNG,
-    "right": codes.BODY_RIGHT_LUNG,
-}
 
 
 def encode_result(result: Segmentation) -> EncodedFile:
@@ -151,12 +143,12 @@ def fhir_bundle(
         ValueError: a measure that is not a finite number (a caller's bug).
     """
     when = (issued or datetime.now(UTC)).isoformat(timespec="seconds")
-    subject = _subject(source)
+    subject = res.subject(source)
     entries: list[dict[str, Any]] = []
-    device_url = _url()
+    device_url = res.url()
     device_id = f"{model_name}/{model_version}"
     entries.append(
-        _entry(
+        res.entry(
             device_url,
             {
                 "resourceType": "Device",
@@ -171,11 +163,11 @@ def fhir_bundle(
         )
     )
     study_url = None
-    study = _imaging_study(source, subject)
+    study = res.imaging_study(source, subject)
     if study is not None:
-        study_url = _url()
+        study_url = res.url()
         entries.append(
-            _entry(
+            res.entry(
                 study_url,
                 study,
                 if_none_exist=f"identifier={codes.DICOM_UID}|{study['identifier'][0]['value']}",
@@ -193,12 +185,12 @@ def fhir_bundle(
             value = getattr(values, attribute)
             if value is None:
                 continue
-            url = _url()
+            url = res.url()
             observation_urls.append(url)
             entries.append(
-                _entry(
+                res.entry(
                     url,
-                    _observation(
+                    res.observation(
                         code, display, unit, value, side, subject, when, device_url, study_url
                     ),
                 )
@@ -222,111 +214,5 @@ def fhir_bundle(
         report["subject"] = subject
     if study_url is not None:
         report["imagingStudy"] = [{"reference": study_url, "type": "ImagingStudy"}]
-    entries.insert(0, _entry(_url(), report))
+    entries.insert(0, res.entry(res.url(), report))
     return {"resourceType": "Bundle", "type": "transaction", "timestamp": when, "entry": entries}
-
-
-def _url() -> str:
-    return f"urn:uuid:{uuid.uuid4()}"
-
-
-def _entry(url: str, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
-    request: dict[str, Any] = {"method": "POST", "url": resource["resourceType"]}
-    if if_none_exist is not None:
-        request["ifNoneExist"] = if_none_exist
-    return {"fullUrl": url, "resource": resource, "request": request}
-
-
-def _subject(source: SourceRef | None) -> dict[str, Any] | None:
-    """A logical reference to the Patient by the DICOM Patient ID, or None without one."""
-    header = source.headers[0] if source is not None and source.headers else None
-    patient_id = str(header.get("PatientID") or "").strip() if header is not None else ""
-    if not patient_id:
-        return None
-    identifier: dict[str, Any] = {"value": patient_id}
-    issuer = str(header.get("IssuerOfPatientID") or "").strip() if header is not None else ""
-    if _OID.match(issuer):
-        identifier["system"] = f"urn:oid:{issuer}"
-    elif issuer:
-        identifier["assigner"] = {"display": issuer}
-    return {"type": "Patient", "identifier": identifier}
-
-
-def _imaging_study(
-    source: SourceRef | None, subject: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    if source is None or not source.study_uid:
-        return None
-    modality = (source.modality_code or "").strip().upper()
-    coding = {"system": codes.DICOM_DCM, "code": modality} if modality else None
-    study: dict[str, Any] = {
-        "resourceType": "ImagingStudy",
-        "identifier": [{"system": codes.DICOM_UID, "value": f"urn:oid:{source.study_uid}"}],
-        "status": "available",
-        "subject": subject or {"display": NO_PATIENT},
-        "numberOfSeries": 1,
-    }
-    if coding is not None:
-        study["modality"] = [coding]
-    instances = [uid for uid in dict.fromkeys(source.instance_uids) if uid]
-    if source.series_uid and coding is not None:
-        series: dict[str, Any] = {
-            "uid": source.series_uid,
-            "modality": coding,
-            "numberOfInstances": len(instances),
-        }
-        if instances and source.sop_class_uid:
-            sop_class = {"system": codes.RFC_3986, "code": f"urn:oid:{source.sop_class_uid}"}
-            series["instance"] = [{"uid": uid, "sopClass": sop_class} for uid in instances]
-        study["series"] = [series]
-        study["numberOfInstances"] = len(instances)
-    return study
-
-
-def _observation(
-    code: str,
-    display: str,
-    unit: str,
-    value: float,
-    side: str | None,
-    subject: dict[str, Any] | None,
-    when: str,
-    device_url: str,
-    study_url: str | None,
-) -> dict[str, Any]:
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{code} is not a finite number")
-    site_code, site_display = _SITES[side]
-    where = f" ({side} lung)" if side else ""
-    observation: dict[str, Any] = {
-        "resourceType": "Observation",
-        "status": "preliminary",
-        "category": [
-            {
-                "coding": [
-                    {"system": codes.OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}
-                ]
-            }
-        ],
-        "code": {
-            "coding": [{"system": codes.MEASURE_SYSTEM, "code": code, "display": display}],
-            "text": f"{display}{where}, automated segmentation (research use)",
-        },
-        "issued": when,
-        "bodySite": {
-            "coding": [{"system": codes.SNOMED, "code": site_code, "display": site_display}]
-        },
-        "valueQuantity": {
-            "value": round(number, 2),
-            "unit": unit,
-            "system": codes.UCUM,
-            "code": unit,
-        },
-        "device": {"reference": device_url, "type": "Device"},
-    }
-    if subject is not None:
-        observation["subject"] = subject
-    if study_url is not None:
-        observation["derivedFrom"] = [{"reference": study_url, "type": "ImagingStudy"}]
-    return observation
