@@ -82,3 +82,20 @@ def test_air_outside_the_body_is_not_lung():
     rules = DecisionParams(None, 0.01, 0.85)
     decision = decide_frame(Masks(outside, outside & False), hu, "hu", rules, probs, 0.5, None)
     assert not decision.lung_found and "outside the body" in decision.warnings[0]
+
+
+def test_a_lung_smaller_than_the_card_area_is_no_lung_where_the_spacing_is_known():
+    masks, frame, probs = chest()  # 1024 lung pixels
+    rules = DecisionParams(0.4, 0.05, 0.85, min_lung_area_mm2=500.0)
+    sinus = decide_frame(masks, frame, "display", rules, probs, 0.5, 0.9, lung_area_mm2=256.0)
+    assert not sinus.lung_found and not sinus.infection_detected
+    assert sinus.warnings == (
+        "no lung found: the lung would be 2.6 cm², less than the 5 cm² of a slice through "
+        "the lungs",
+    )
+    assert decide_frame(
+        masks, frame, "display", rules, probs, 0.5, 0.9, lung_area_mm2=512.0
+    ).lung_found
+    assert decide_frame(
+        masks, frame, "display", rules, probs, 0.5, 0.9, lung_area_mm2=None
+    ).lung_found
