@@ -12,7 +12,11 @@ import re
 import uuid
 from typing import Any
 
+from pydicom.dataset import Dataset
+
 from service.encoders import seg_codes as codes
+from service.errors import UnsupportedMediaError
+from service.imaging.dicom_attrs import attr
 from service.imaging.types import SourceRef
 
 NO_PATIENT = "patient not identified in the DICOM source"
@@ -40,16 +44,27 @@ def entry(url: str, resource: dict[str, Any], if_none_exist: str | None = None) 
 def subject(source: SourceRef | None) -> dict[str, Any] | None:
     """A logical reference to the Patient by the DICOM Patient ID, or None without one."""
     header = source.headers[0] if source is not None and source.headers else None
-    patient_id = str(header.get("PatientID") or "").strip() if header is not None else ""
+    patient_id = _readable(header, "PatientID")
     if not patient_id:
         return None
     identifier: dict[str, Any] = {"value": patient_id}
-    issuer = str(header.get("IssuerOfPatientID") or "").strip() if header is not None else ""
+    issuer = _readable(header, "IssuerOfPatientID")
     if OID.match(issuer):
         identifier["system"] = f"urn:oid:{issuer}"
     elif issuer:
         identifier["assigner"] = {"display": issuer}
     return {"type": "Patient", "identifier": identifier}
+
+
+def _readable(header: Dataset | None, keyword: str) -> str:
+    """A text attribute of the header, "" when absent or when pydicom cannot parse it (the
+    header keeps such values unparsed: ``service.imaging.source.header_of``)."""
+    if header is None:
+        return ""
+    try:
+        return str(attr(header, keyword) or "").strip()
+    except UnsupportedMediaError:
+        return ""
 
 
 def imaging_study(

@@ -48,6 +48,7 @@ from pydicom.uid import (
 )
 
 from service.errors import UnsupportedMediaError
+from service.imaging.sniff import PYDICOM_PARSE_ERRORS
 from service.imaging.types import SourceRef
 
 DEIDENTIFICATION_UNSTATED = "as its source images; the method is not stated in them"
@@ -139,13 +140,18 @@ def prepare_headers(source: SourceRef, headers: Sequence[Dataset]) -> list[Datas
 
 
 def _copy(header: Dataset) -> Dataset:
-    """A new dataset sharing the header's elements, without pixel data and private elements
-    (the SEG copies neither); :func:`_set` replaces an element instead of changing it, so
-    that the caller's header stays as it was."""
+    """A new dataset sharing the header's elements, without pixel data, private elements and
+    values pydicom cannot parse (the SEG copies none of them); :func:`_set` replaces an
+    element instead of changing it, so that the caller's header stays as it was."""
     out = Dataset()
-    for element in header:
-        if element.tag not in _PIXEL_TAGS and not element.tag.is_private:
-            out.add(element)
+    for tag in list(header.keys()):  # a Dataset iterates its elements, parsing each
+        if tag in _PIXEL_TAGS or tag.is_private:
+            continue
+        try:
+            element = header[tag]
+        except PYDICOM_PARSE_ERRORS:  # a value pydicom cannot parse: the SEG is written without it
+            continue
+        out.add(element)
     meta = getattr(header, "file_meta", None)
     out.file_meta = copy.deepcopy(meta) if meta is not None else FileMetaDataset()
     return out

@@ -39,3 +39,20 @@ def test_the_header_is_a_copy_the_decoded_dataset_keeps_its_pixels():
     header.PatientName = "Changed^In^Copy"
     assert ds.PatientName != "Changed^In^Copy"
     assert header.SOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_the_header_keeps_an_unparseable_value_unparsed_and_the_seg_leaves_it_out():
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from service.encoders.seg_sources import prepare_headers
+    from service.imaging.source import dicom_source, header_of
+
+    ds = pydicom.dcmread(FIXTURES_DIR / "CT_small.dcm")
+    planes = Tag(0x0028, 0x0012)  # US with 3 bytes: pydicom raises when it parses it
+    ds[planes] = RawDataElement(planes, "US", 3, b"\x01\x02\x03", 0, False, True)
+    header = header_of(ds)  # parses nothing, so it does not raise
+    assert planes in header and "PixelData" not in header
+    (prepared,) = prepare_headers(dicom_source(ds), [header])
+    assert planes not in prepared and prepared.Rows == 128
