@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from service.benchmark.evaluate import evaluate, summarise
+from service.benchmark.evaluate import ImageScore, evaluate, summarise, summarise_group
 from service.datasets import Sample, read_set
 from service.models.base import Backend
 from service.models.onnx_backend import OnnxBackend
@@ -52,8 +53,20 @@ def measure(backend: Backend, samples: list[Sample], desc: str) -> dict[str, Any
     with tqdm(total=len(samples), desc=desc, mininterval=5, leave=False) as bar:
         rows = evaluate(backend, samples, progress=lambda done: bar.update(done - bar.n))
     summary = summarise(rows).to_dict()
+    per_finding = by_finding(rows)
+    if per_finding:
+        summary["by_finding"] = per_finding
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+def by_finding(rows: list[ImageScore]) -> dict[str, Any]:
+    """The summary of each finding (COVID-QU-Ex: COVID-19, Non-COVID, Normal) of a set that
+    has more than one; empty otherwise."""
+    findings = sorted({r.finding for r in rows})
+    if len(findings) < 2:
+        return {}
+    return {f: asdict(summarise_group([r for r in rows if r.finding == f])) for f in findings}
 
 
 def validation_metrics(
@@ -62,7 +75,8 @@ def validation_metrics(
     """Per validation set: the exported model's and the threshold baseline's summaries.
 
     Returns:
-        ``{set: {"n_images", "role", "model": summarise(...), "threshold_baseline": ...}}``.
+        ``{set: {"n_images", "role", "model": summarise(...), "threshold_baseline": ...}}``; each
+        summary also ``by_finding`` where the set has several findings.
     """
     model = OnnxBackend(model_dir, intra_op_threads=threads)
     baseline = ThresholdBackend(modality="ct" if config.modality == "ct" else "cxr")
