@@ -16,14 +16,17 @@ from dataclasses import asdict
 from typing import Any
 
 from service.benchmark.evaluate import ImageScore, evaluate, summarise
-from service.benchmark.results import BenchmarkEntry, BenchmarkResults, EntryModel, Timing
+from service.benchmark.results import (
+    BenchmarkEntry,
+    BenchmarkResults,
+    EntryModel,
+    Timing,
+    gated_runner,
+)
 from service.datasets import LabelledSet
 from service.errors import InvalidInputError, LungsegError
-from service.imaging.types import DecodedImage
 from service.jobs import JobStopped
-from service.models.base import Backend
 from service.models.segmenter import Segmenter
-from service.pipeline.result import FrameResult
 
 
 def chunk_bounds(n_images: int, size: int) -> list[tuple[int, int]]:
@@ -44,9 +47,7 @@ def score_chunk(
     """The rows of images ``[start, stop)`` of the set for every (modality of the whole set,
     model kind), in :func:`score_models`'s order, with the model that ran and the time it took
     (JSON, as a chunk's result is stored). ``stopped`` set: JobStopped at the next image."""
-
-    def gated(backend: Backend[Any], image: DecodedImage) -> list[FrameResult]:
-        return segmenter.run(backend, image, keep_probabilities=True, frames=[0])
+    gated = gated_runner(segmenter)
 
     def check(_done: int) -> None:
         if stopped is not None and stopped.is_set():
@@ -60,15 +61,7 @@ def score_chunk(
             backend, fallback = segmenter.backend_for(kind, modality)
             began = time.perf_counter()
             rows = evaluate(backend, samples, progress=check, runner=gated)
-            info = backend.info
-            model = EntryModel(
-                info.name,
-                info.version,
-                info.kind,
-                info.modality,
-                backend.provider,
-                backend.precision,
-            )
+            model = EntryModel.of(backend)
             entries.append(
                 {
                     "requested": kind,

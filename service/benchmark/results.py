@@ -8,6 +8,7 @@ chunks (:mod:`service.benchmark.chunks`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +30,24 @@ class EntryModel:
     modality: str
     provider: str
     precision: str
+
+    @classmethod
+    def of(cls, backend: Backend[Any]) -> EntryModel:
+        """The identity, provider and precision of the backend that ran."""
+        info = backend.info
+        return cls(
+            info.name, info.version, info.kind, info.modality, backend.provider, backend.precision
+        )
+
+
+def gated_runner(segmenter: Segmenter) -> Callable[[Backend[Any], DecodedImage], list[FrameResult]]:
+    """The benchmark's runner: the first frame through the segmenter's gates, probabilities
+    kept (for the loss)."""
+
+    def gated(backend: Backend[Any], image: DecodedImage) -> list[FrameResult]:
+        return segmenter.run(backend, image, keep_probabilities=True, frames=[0])
+
+    return gated
 
 
 @dataclass(frozen=True)
@@ -70,10 +89,7 @@ def score_models(
 ) -> BenchmarkResults:
     """Evaluate each requested model kind on every modality of the set, through the
     segmenter's limits (its inference and CPU gates), one entry per (model, modality)."""
-
-    def gated(backend: Backend[Any], image: DecodedImage) -> list[FrameResult]:
-        return segmenter.run(backend, image, keep_probabilities=True, frames=[0])
-
+    gated = gated_runner(segmenter)
     entries = []
     for modality in sorted({s.modality for s in labelled.samples}):
         samples = [s for s in labelled.samples if s.modality == modality]
@@ -82,15 +98,7 @@ def score_models(
             start = time.perf_counter()
             rows = evaluate(backend, samples, runner=gated)
             elapsed_ms = (time.perf_counter() - start) * 1000
-            info = backend.info
-            model = EntryModel(
-                info.name,
-                info.version,
-                info.kind,
-                info.modality,
-                backend.provider,
-                backend.precision,
-            )
+            model = EntryModel.of(backend)
             timing = Timing(elapsed_ms / max(len(samples), 1), elapsed_ms, len(samples))
             entries.append(
                 BenchmarkEntry(kind, modality, model, fallback, summarise(rows), rows, timing)
